@@ -1,0 +1,1 @@
+"""Frozen encoders, tile-feature extraction and the on-disk feature cache."""

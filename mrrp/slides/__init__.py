@@ -1,0 +1,1 @@
+"""Whole-slide pipeline: tissue detection and tile grids at a physical resolution."""

@@ -1,0 +1,1 @@
+"""Synthetic reference data with known ground truth (slides, cohorts)."""
