@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PY_SYS ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8501
+
+.PHONY: run test test-fast bench lint setup clean-cache
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check mrrp tests benchmarks app.py pages
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not e2e"
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_slides.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mrrp tests benchmarks app.py pages
+
+clean-cache:
+	rm -rf $${MRRP_CACHE_DIR:-$$HOME/.cache/mrrp}

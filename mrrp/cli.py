@@ -1,0 +1,173 @@
+"""The ``mrrp`` command.
+
+Contract (PRODUCT.md): sub-commands print JSON on stdout with ``--json``; bad input exits
+non-zero with one human line on stderr (no traceback); outputs are written atomically.
+Exit codes: 0 ok, 2 bad input (InputError) or bad arguments, 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mrrp import __version__
+from mrrp.errors import InputError
+
+EXIT_INPUT = 2
+EXIT_FAILURE = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one line, like every other input error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"mrrp: {message} (see 'mrrp {self.prog.split()[-1]} --help')\n")
+
+
+def _print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+class _ProgressBar:
+    """A one-line text progress bar on stderr (stdout stays clean for --json)."""
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty() or enabled == "always"
+        self._last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        pct = int(100 * done / total)
+        if pct == self._last:
+            return
+        self._last = pct
+        bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+        sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} tiles")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def cmd_slide_info(args: argparse.Namespace) -> int:
+    from mrrp.io.slides import read_slide_info
+
+    info = read_slide_info(args.path, mpp=args.mpp)
+    if args.json:
+        _print_json(info.to_dict() if args.properties else {k: v for k, v in info.to_dict().items() if k != "properties"})
+        return 0
+    mpp = f"{info.mpp:.4g} µm/px ({info.mpp_source})" if info.mpp is not None else "unknown (supply --mpp)"
+    power = f"{info.objective_power:g}x" if info.objective_power is not None else "unknown"
+    print(f"{info.name}: {info.vendor}, {info.width_px} x {info.height_px} px, {info.level_count} levels")
+    print(f"  resolution {mpp}, objective {power}, {info.file_size_bytes / 1e6:.1f} MB")
+    for i, ((w, h), ds) in enumerate(zip(info.level_dimensions, info.level_downsamples, strict=True)):
+        print(f"  level {i}: {w} x {h} px (downsample {ds:.3g})")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    import time
+
+    from mrrp.features.slide import slide_features
+    from mrrp.features.store import FeatureCache, write_features_h5
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".h5", ".hdf5"):
+        raise InputError(f"The output '{out.name}' must end in .h5.")
+    if out.parent and not out.parent.exists():
+        raise InputError(f"The output folder '{out.parent}' does not exist.")
+    t0 = time.perf_counter()
+    progress = _ProgressBar("features", enabled="always" if args.progress else True)
+    res = slide_features(
+        args.slide,
+        mpp=args.mpp,
+        encoder=args.encoder,
+        target_mpp=args.target_mpp,
+        tile_size_px=args.tile_size,
+        cache=FeatureCache(args.cache_dir) if args.cache_dir else None,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+    write_features_h5(out, res.features)
+    summary = {
+        "slide": Path(args.slide).name,
+        "out": str(out),
+        "n_tiles": len(res.features),
+        "embedding_dim": res.features.embedding_dim,
+        "encoder": res.features.encoder,
+        "encoder_version": res.features.encoder_version,
+        "target_mpp": res.features.target_mpp,
+        "tile_size_px": res.features.tile_size_px,
+        "tile_size_l0": res.features.tile_size_l0,
+        "tissue_fraction": round(res.tissue.tissue_fraction, 4),
+        "from_cache": res.from_cache,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        src = "cache" if res.from_cache else f"{summary['seconds']} s"
+        print(f"{summary['n_tiles']} tiles x {summary['embedding_dim']} features ({src}) -> {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mrrp.slides.tiling import DEFAULT_TARGET_MPP
+
+    p = _Parser(prog="mrrp", description="Multimodal recurrence-risk prediction for HR+/HER2- early breast cancer.")
+    p.add_argument("--version", action="version", version=f"mrrp {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("slide-info", help="print a slide's metadata")
+    s.add_argument("path", help="slide file (SVS, TIFF, NDPI, SCN, MRXS, DICOM, PNG, JPEG, ...)")
+    s.add_argument("--mpp", type=float, default=None, help="microns per pixel, if the slide does not record it")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--properties", action="store_true", help="include all vendor properties in the JSON")
+    s.set_defaults(func=cmd_slide_info)
+
+    f = sub.add_parser("features", help="tile features of a slide, written to HDF5")
+    f.add_argument("slide")
+    f.add_argument("--out", required=True, help="output .h5 file")
+    f.add_argument("--mpp", type=float, default=None, help="microns per pixel, if the slide does not record it")
+    f.add_argument("--encoder", default="efficientnet-lite0", help="efficientnet-lite0, a TorchScript .pt, or py:mod:fn")
+    f.add_argument("--target-mpp", type=float, default=DEFAULT_TARGET_MPP, help="working resolution, µm/px")
+    f.add_argument("--tile-size", type=int, default=None, help="tile side in pixels (default: encoder input)")
+    f.add_argument("--batch-size", type=int, default=8)
+    f.add_argument("--cache-dir", default=None, help="feature cache folder (default $MRRP_CACHE_DIR or ~/.cache/mrrp)")
+    f.add_argument("--progress", action="store_true", help="always show the progress bar, even when not a terminal")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_features)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except InputError as exc:
+        sys.stderr.write(f"mrrp: {exc}\n")
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        sys.stderr.write("mrrp: interrupted; nothing was written.\n")
+        return 130
+    except MemoryError:
+        sys.stderr.write("mrrp: ran out of memory; try a smaller batch size (--batch-size).\n")
+        return EXIT_FAILURE
+    except Exception as exc:  # an unexpected failure: one line, details only on request
+        sys.stderr.write(f"mrrp: unexpected error ({type(exc).__name__}: {exc}). Set MRRP_DEBUG=1 for details.\n")
+        import os
+
+        if os.environ.get("MRRP_DEBUG"):
+            raise
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

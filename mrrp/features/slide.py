@@ -1,0 +1,184 @@
+"""From a slide file to tile features: tissue → grid → read tiles → encode → cache.
+
+Reading and encoding overlap: reader threads decode JPEG tiles (OpenSlide releases the GIL
+inside its C calls) while the main thread runs the encoder, so the slower of the two sets
+the pace instead of their sum.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrrp.features.encoders import DEFAULT_ENCODER, TileEncoder, get_encoder
+from mrrp.features.store import FeatureCache, SlideFeatures
+from mrrp.io.slides import Slide, open_slide, slide_fingerprint
+from mrrp.slides.tiling import (
+    DEFAULT_MIN_TISSUE_FRACTION,
+    DEFAULT_TARGET_MPP,
+    TileGrid,
+    make_tile_grid,
+)
+from mrrp.slides.tissue import DEFAULT_MASK_MPP, TissueMask, detect_tissue
+
+# progress(done_tiles, total_tiles)
+ProgressFn = Callable[[int, int], None]
+
+DEFAULT_BATCH_SIZE = 8  # small batches keep activations in cache on CPU; see benchmarks/results.md
+
+
+def read_tile_batches(
+    slide: Slide,
+    coords_l0: np.ndarray,
+    tile_size_l0: int,
+    tile_size_px: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_readers: int = 2,
+    prefetch_batches: int = 4,
+) -> Iterator[np.ndarray]:
+    """Yield (B, tile_size_px, tile_size_px, 3) uint8 batches of tiles in ``coords_l0`` order.
+
+    Each tile is read from the pyramid level just finer than the working resolution and
+    resized (box filter) to ``tile_size_px``. Memory: at most ``prefetch_batches`` batches.
+    """
+    from PIL import Image
+
+    downsample = tile_size_l0 / tile_size_px
+    level = slide.best_level_for_downsample(downsample)
+    level_ds = slide.info.level_downsamples[level]
+    read_px = max(1, int(math.ceil(tile_size_l0 / level_ds)))
+
+    def read_one(xy: np.ndarray) -> np.ndarray:
+        tile = slide.read_region((int(xy[0]), int(xy[1])), level, (read_px, read_px))
+        if read_px != tile_size_px:
+            tile = np.asarray(Image.fromarray(tile).resize((tile_size_px, tile_size_px), Image.Resampling.BOX))
+        return tile
+
+    def read_batch(start: int) -> np.ndarray:
+        chunk = coords_l0[start : start + batch_size]
+        return np.stack([read_one(xy) for xy in chunk])
+
+    starts = iter(range(0, len(coords_l0), batch_size))
+    with ThreadPoolExecutor(max_workers=max(1, num_readers), thread_name_prefix="mrrp-read") as pool:
+        pending = deque(pool.submit(read_batch, s) for s in itertools.islice(starts, prefetch_batches))
+        while pending:
+            batch = pending.popleft().result()  # re-raises CorruptSlideError from a reader thread
+            nxt = next(starts, None)
+            if nxt is not None:
+                pending.append(pool.submit(read_batch, nxt))
+            yield batch
+
+
+def encode_tiles(
+    slide: Slide,
+    grid: TileGrid,
+    encoder: TileEncoder,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_readers: int = 2,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """(N, D) float32 features of every tile in ``grid``."""
+    if grid.tile_size_px != encoder.input_size_px:
+        raise ValueError(f"tile size {grid.tile_size_px} px != encoder input {encoder.input_size_px} px")
+    n = len(grid)
+    out = np.empty((n, encoder.embedding_dim), dtype=np.float32)
+    done = 0
+    if progress:
+        progress(0, n)
+    for batch in read_tile_batches(slide, grid.coords_l0, grid.tile_size_l0, grid.tile_size_px, batch_size, num_readers):
+        out[done : done + len(batch)] = encoder.encode(batch)
+        done += len(batch)
+        if progress:
+            progress(done, n)
+    return out
+
+
+@dataclass
+class SlideAnalysis:
+    """Everything the viewer shows for one slide: tissue, grid and features."""
+
+    tissue: TissueMask
+    grid: TileGrid
+    features: SlideFeatures
+    from_cache: bool
+
+
+def analyse_slide(
+    slide: Slide,
+    *,
+    encoder: TileEncoder | str = DEFAULT_ENCODER,
+    target_mpp: float = DEFAULT_TARGET_MPP,
+    tile_size_px: int | None = None,
+    min_tissue_fraction: float = DEFAULT_MIN_TISSUE_FRACTION,
+    mask_mpp: float = DEFAULT_MASK_MPP,
+    cache: FeatureCache | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_readers: int = 2,
+    progress: ProgressFn | None = None,
+    fingerprint: str | None = None,
+) -> SlideAnalysis:
+    """Tissue mask, tile grid and tile features of an open slide; features come from the cache when present.
+
+    ``slide.mpp`` must be known (read from the slide or supplied when opening it).
+    """
+    enc = get_encoder(encoder) if isinstance(encoder, str) else encoder
+    size_px = tile_size_px or enc.input_size_px
+    mpp = slide.mpp  # raises MissingMppError first, before any work
+    tissue = detect_tissue(slide, mask_mpp=mask_mpp)
+    grid = make_tile_grid(
+        slide.dimensions,
+        mpp,
+        tissue,
+        target_mpp=target_mpp,
+        tile_size_px=size_px,
+        min_tissue_fraction=min_tissue_fraction,
+    )
+    fp = fingerprint or slide_fingerprint(slide.info.path)
+    cache = cache if cache is not None else FeatureCache()
+    params = {**grid.params, "min_tissue_fraction": min_tissue_fraction, "mask_mpp": mask_mpp, "mpp": round(mpp, 6)}
+    key = FeatureCache.key(fp, enc.name, enc.version, params)
+    cached = cache.get(key)
+    if cached is not None and len(cached) == len(grid):
+        if progress:
+            progress(len(grid), len(grid))
+        return SlideAnalysis(tissue=tissue, grid=grid, features=cached, from_cache=True)
+    feats = encode_tiles(slide, grid, enc, batch_size=batch_size, num_readers=num_readers, progress=progress)
+    result = SlideFeatures(
+        coords_l0=grid.coords_l0,
+        features=feats,
+        tissue_fraction=grid.tissue_fraction,
+        tile_size_l0=grid.tile_size_l0,
+        tile_size_px=grid.tile_size_px,
+        target_mpp=grid.target_mpp,
+        stride_l0=grid.stride_l0,
+        encoder=enc.name,
+        encoder_version=enc.version,
+        slide_fingerprint=fp,
+        slide_name=slide.info.name,
+    )
+    try:
+        cache.put(key, result)
+    except OSError:
+        # A read-only or full cache disk must not cost the user the result.
+        pass
+    return SlideAnalysis(tissue=tissue, grid=grid, features=result, from_cache=False)
+
+
+def slide_features(
+    path: str | os.PathLike[str],
+    *,
+    mpp: float | None = None,
+    **kwargs,
+) -> SlideAnalysis:
+    """Open ``path`` and run :func:`analyse_slide` on it."""
+    with open_slide(path, mpp=mpp) as slide:
+        return analyse_slide(slide, **kwargs)
+

@@ -1,0 +1,170 @@
+"""Tile features on disk: HDF5 files in the field's layout, and a content-addressed cache.
+
+File layout (one slide, readable by CLAM/TRIDENT-style tools):
+  ``coords``   (N, 2) int64, tile top-left (x, y) in level-0 pixels
+  ``features`` (N, D) float32
+  ``tissue_fraction`` (N,) float32
+  attributes: ``tile_size_l0``, ``tile_size_px``, ``target_mpp``, ``stride_l0``, ``encoder``,
+  ``encoder_version``, ``embedding_dim``, ``slide_fingerprint``, ``slide_name``, ``mrrp_version``,
+  ``complete`` (written last).
+
+Writes go to a temporary file in the same folder and are renamed into place, so a reader
+never sees a half-written file; a file without ``complete == 1`` is treated as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrrp import __version__
+from mrrp.errors import InputError
+
+# Bump when tissue detection or tiling changes which tiles a slide yields.
+PIPELINE_VERSION = "tiles-1"
+
+
+@dataclass
+class SlideFeatures:
+    """Per-tile embeddings of one slide, with where each tile came from."""
+
+    coords_l0: np.ndarray  # (N, 2) int64
+    features: np.ndarray  # (N, D) float32
+    tissue_fraction: np.ndarray  # (N,) float32
+    tile_size_l0: int
+    tile_size_px: int
+    target_mpp: float
+    stride_l0: int
+    encoder: str
+    encoder_version: str
+    slide_fingerprint: str
+    slide_name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.features.shape[1])
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+
+
+def write_features_h5(path: str | os.PathLike[str], feats: SlideFeatures) -> Path:
+    """Write ``feats`` to ``path`` atomically (temporary file + rename)."""
+    import h5py
+
+    out = Path(path)
+    fd, tmp = _atomic_target(out)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("coords", data=feats.coords_l0.astype(np.int64))
+            f.create_dataset("features", data=feats.features.astype(np.float32))
+            f.create_dataset("tissue_fraction", data=feats.tissue_fraction.astype(np.float32))
+            f.attrs.update(
+                {
+                    "tile_size_l0": int(feats.tile_size_l0),
+                    "tile_size_px": int(feats.tile_size_px),
+                    "target_mpp": float(feats.target_mpp),
+                    "stride_l0": int(feats.stride_l0),
+                    "encoder": feats.encoder,
+                    "encoder_version": feats.encoder_version,
+                    "embedding_dim": int(feats.features.shape[1]),
+                    "slide_fingerprint": feats.slide_fingerprint,
+                    "slide_name": feats.slide_name,
+                    "mrrp_version": __version__,
+                }
+            )
+            f.attrs["complete"] = 1
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def read_features_h5(path: str | os.PathLike[str]) -> SlideFeatures:
+    """Read a feature file written by :func:`write_features_h5`."""
+    import h5py
+
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            if int(f.attrs.get("complete", 0)) != 1:
+                raise InputError(f"The feature file '{p.name}' is incomplete; compute the features again.")
+            a = f.attrs
+            return SlideFeatures(
+                coords_l0=f["coords"][:],
+                features=f["features"][:],
+                tissue_fraction=f["tissue_fraction"][:] if "tissue_fraction" in f else np.ones(len(f["coords"])),
+                tile_size_l0=int(a["tile_size_l0"]),
+                tile_size_px=int(a["tile_size_px"]),
+                target_mpp=float(a["target_mpp"]),
+                stride_l0=int(a.get("stride_l0", a["tile_size_l0"])),
+                encoder=str(a["encoder"]),
+                encoder_version=str(a["encoder_version"]),
+                slide_fingerprint=str(a.get("slide_fingerprint", "")),
+                slide_name=str(a.get("slide_name", "")),
+            )
+    except (OSError, KeyError) as exc:
+        raise InputError(f"'{p.name}' is not a readable mrrp feature file.") from exc
+
+
+def default_cache_dir() -> Path:
+    """``$MRRP_CACHE_DIR``, else ``$XDG_CACHE_HOME/mrrp``, else ``~/.cache/mrrp``."""
+    env = os.environ.get("MRRP_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "mrrp"
+
+
+class FeatureCache:
+    """Tile features keyed by slide content + encoder + grid + pipeline version.
+
+    Deleting any file or the whole folder is always safe: it is recomputed on next use.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    @staticmethod
+    def key(slide_fingerprint: str, encoder: str, encoder_version: str, params: dict) -> str:
+        payload = json.dumps(
+            {
+                "slide": slide_fingerprint,
+                "encoder": encoder,
+                "encoder_version": encoder_version,
+                "params": params,
+                "pipeline": PIPELINE_VERSION,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / "features" / key[:2] / f"{key}.h5"
+
+    def get(self, key: str) -> SlideFeatures | None:
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            return read_features_h5(p)
+        except InputError:
+            # A damaged entry (disk full, killed copy) is dropped, not trusted.
+            p.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str, feats: SlideFeatures) -> Path:
+        return write_features_h5(self.path(key), feats)

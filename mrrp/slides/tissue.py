@@ -1,0 +1,127 @@
+"""Tissue detection on a low-resolution level.
+
+H&E tissue is stained pink to purple and is saturated; glass is bright and grey. We
+threshold saturation with Otsu (computed on the non-glass pixels only, so a slide that is
+mostly tissue still splits well), reject pen ink (green/blue/black strokes: hues H&E never
+has, or near-black), fill holes (fat and lumina are tissue), remove specks, and return the
+mask with its scale. The mask is computed at about 8 µm/pixel — enough to place 224 µm
+tiles (28 mask pixels across) and small enough to be instant on a 100,000-pixel slide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrrp.errors import NoTissueError
+
+DEFAULT_MASK_MPP = 8.0
+# Below this a slide with no mpp falls back to a fixed thumbnail size.
+_FALLBACK_MASK_SIDE_PX = 2048
+
+
+@dataclass(frozen=True)
+class TissueMask:
+    """A boolean tissue mask and its scale.
+
+    ``mask`` is (H, W) bool; ``downsample`` is level-0 pixels per mask pixel.
+    """
+
+    mask: np.ndarray  # (H, W) bool
+    downsample: float
+
+    @property
+    def tissue_fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def area_mm2(self, mpp: float) -> float:
+        """Tissue area in mm², given the level-0 resolution."""
+        px_area_um2 = (self.downsample * mpp) ** 2
+        return float(self.mask.sum()) * px_area_um2 / 1e6
+
+    def fraction_in_box(self, x_l0: np.ndarray, y_l0: np.ndarray, size_l0: float) -> np.ndarray:
+        """Tissue fraction of each level-0 box (x, y, size) via an integral image. (N,) float32."""
+        h, w = self.mask.shape
+        integral = np.zeros((h + 1, w + 1), dtype=np.int64)
+        integral[1:, 1:] = self.mask.astype(np.int64).cumsum(0).cumsum(1)
+        x0 = np.clip(np.floor(x_l0 / self.downsample).astype(np.int64), 0, w)
+        y0 = np.clip(np.floor(y_l0 / self.downsample).astype(np.int64), 0, h)
+        x1 = np.clip(np.ceil((x_l0 + size_l0) / self.downsample).astype(np.int64), 0, w)
+        y1 = np.clip(np.ceil((y_l0 + size_l0) / self.downsample).astype(np.int64), 0, h)
+        total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        area = np.maximum((x1 - x0) * (y1 - y0), 1)
+        return (total / area).astype(np.float32)
+
+
+def _otsu(values: np.ndarray) -> float:
+    from skimage.filters import threshold_otsu
+
+    if values.size == 0 or float(values.max()) == float(values.min()):
+        return float(values.max()) if values.size else 0.0
+    return float(threshold_otsu(values))
+
+
+def tissue_mask_from_rgb(
+    rgb: np.ndarray,
+    *,
+    min_object_px: int = 64,
+    min_saturation: float = 0.07,
+    max_brightness: float = 0.92,
+) -> np.ndarray:
+    """Tissue mask (H, W) bool from a low-resolution RGB image (H, W, 3) uint8.
+
+    ``min_object_px``: connected components smaller than this (in mask pixels) are dropped.
+    ``min_saturation``: floor under the Otsu threshold so faint noise on clean glass is never tissue.
+    """
+    from scipy import ndimage as ndi
+    from skimage.color import rgb2hsv
+    from skimage.morphology import remove_small_holes, remove_small_objects
+
+    hsv = rgb2hsv(rgb)
+    hue_deg, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    # Candidate pixels: not bright glass.
+    not_glass = (val < max_brightness) | (sat > 0.15)
+    sat_smooth = ndi.uniform_filter(sat, size=3)
+    threshold = max(_otsu(sat_smooth[not_glass]) if not_glass.any() else 1.0, min_saturation)
+    tissue = sat_smooth > threshold
+
+    # Pen ink: H&E hues are pink/red/purple (about 250-360 and 0-30 degrees). Green, cyan
+    # and blue marker ink sits between; black ink is very dark whatever its hue.
+    pen = ((hue_deg > 60) & (hue_deg < 250) & (sat > 0.2)) | (val < 0.15)
+    pen = ndi.binary_dilation(pen, iterations=2)
+    tissue &= ~pen
+
+    tissue = ndi.binary_closing(tissue, structure=np.ones((3, 3), bool), iterations=1)
+    tissue = remove_small_objects(tissue, max_size=min_object_px - 1) if min_object_px > 1 else tissue
+    # Fat, lumina and tears inside a tissue piece are tissue for tiling purposes; large
+    # empty areas between pieces are not holes because they reach the border or are huge.
+    tissue = remove_small_holes(tissue, max_size=max(min_object_px * 16, 256))
+    return tissue.astype(bool)
+
+
+def detect_tissue(slide, mask_mpp: float = DEFAULT_MASK_MPP, **kwargs) -> TissueMask:
+    """Detect tissue on ``slide`` (an :class:`mrrp.io.slides.Slide`) at about ``mask_mpp`` µm/pixel.
+
+    Reads the pyramid level closest below the target resolution and resizes, so the cost is
+    independent of the level-0 size. Raises NoTissueError if nothing is found.
+    """
+    from PIL import Image
+
+    w0, h0 = slide.dimensions
+    if slide.info.mpp is not None:
+        downsample = max(mask_mpp / slide.info.mpp, 1.0)
+    else:
+        downsample = max(max(w0, h0) / _FALLBACK_MASK_SIDE_PX, 1.0)
+    out_w, out_h = max(1, round(w0 / downsample)), max(1, round(h0 / downsample))
+    level = slide.best_level_for_downsample(downsample)
+    img = slide.read_level(level)
+    if img.shape[1] != out_w or img.shape[0] != out_h:
+        img = np.asarray(Image.fromarray(img).resize((out_w, out_h), Image.Resampling.BOX))
+    mask = tissue_mask_from_rgb(img, **kwargs)
+    if not mask.any():
+        raise NoTissueError(
+            f"No tissue was found on the slide {slide.info.name}. Check that it is an H&E slide "
+            "and that the scan is not blank or out of focus."
+        )
+    return TissueMask(mask=mask, downsample=w0 / out_w)
