@@ -400,8 +400,8 @@ def slide_fingerprint(path: str | os.PathLike[str]) -> str:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 h.update(block)
         else:
-            step = (size - _FINGERPRINT_CHUNK) // (_FINGERPRINT_SAMPLES + 1)
+            last = size - _FINGERPRINT_CHUNK
             for i in range(_FINGERPRINT_SAMPLES + 2):
-                fh.seek(min(i * step, size - _FINGERPRINT_CHUNK))
+                fh.seek(last * i // (_FINGERPRINT_SAMPLES + 1))  # 0, ..., last: first and last MiB included
                 h.update(fh.read(_FINGERPRINT_CHUNK))
     return h.hexdigest()

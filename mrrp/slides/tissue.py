@@ -67,12 +67,15 @@ def tissue_mask_from_rgb(
     *,
     min_object_px: int = 64,
     min_saturation: float = 0.07,
-    max_brightness: float = 0.92,
+    max_saturation_threshold: float = 0.2,
+    max_brightness: float = 0.95,
 ) -> np.ndarray:
     """Tissue mask (H, W) bool from a low-resolution RGB image (H, W, 3) uint8.
 
     ``min_object_px``: connected components smaller than this (in mask pixels) are dropped.
-    ``min_saturation``: floor under the Otsu threshold so faint noise on clean glass is never tissue.
+    ``min_saturation`` / ``max_saturation_threshold``: bounds on the Otsu threshold, so faint
+    noise on clean glass is never tissue and pale stroma (saturation ~0.2) always is.
+    ``max_brightness``: brighter pixels (value, 0–1) are glass whatever their saturation.
     """
     from scipy import ndimage as ndi
     from skimage.color import rgb2hsv
@@ -80,17 +83,17 @@ def tissue_mask_from_rgb(
 
     hsv = rgb2hsv(rgb)
     hue_deg, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
-    # Candidate pixels: not bright glass.
-    not_glass = (val < max_brightness) | (sat > 0.15)
-    sat_smooth = ndi.uniform_filter(sat, size=3)
-    threshold = max(_otsu(sat_smooth[not_glass]) if not_glass.any() else 1.0, min_saturation)
-    tissue = sat_smooth > threshold
-
     # Pen ink: H&E hues are pink/red/purple (about 250-360 and 0-30 degrees). Green, cyan
-    # and blue marker ink sits between; black ink is very dark whatever its hue.
+    # and blue marker ink sits between; black ink is very dark whatever its hue. Ink is
+    # removed before Otsu, or its high saturation would drag the threshold above the tissue.
     pen = ((hue_deg > 60) & (hue_deg < 250) & (sat > 0.2)) | (val < 0.15)
     pen = ndi.binary_dilation(pen, iterations=2)
-    tissue &= ~pen
+    sat_smooth = ndi.uniform_filter(sat, size=3)
+    # Otsu separates glass from tissue; clamped because on a slide that is almost all
+    # tissue (or all glass) Otsu would split pale stroma from nuclei (or noise from noise).
+    otsu = _otsu(sat_smooth[~pen]) if (~pen).any() else max_saturation_threshold
+    threshold = float(np.clip(otsu, min_saturation, max_saturation_threshold))
+    tissue = (sat_smooth > threshold) & (val < max_brightness + 0.05) & ~pen
 
     tissue = ndi.binary_closing(tissue, structure=np.ones((3, 3), bool), iterations=1)
     tissue = remove_small_objects(tissue, max_size=min_object_px - 1) if min_object_px > 1 else tissue

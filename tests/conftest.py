@@ -1,0 +1,82 @@
+"""Shared fixtures: the real OpenSlide fixtures in ../shared/testdata and small slides made here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TESTDATA = REPO.parent / "shared" / "testdata" / "openslide"
+
+# Keep tests off the user's real cache and slide folder.
+os.environ.setdefault("MRRP_CACHE_DIR", str(REPO / ".pytest_cache" / "mrrp-cache"))
+
+PINK = (232, 150, 190)  # eosin stroma
+PURPLE = (120, 70, 160)  # haematoxylin-rich tissue
+GLASS = (242, 242, 242)
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """../shared/testdata/openslide; the suite fails (not skips) if it is missing."""
+    assert TESTDATA.is_dir(), f"shared test data missing at {TESTDATA}"
+    return TESTDATA
+
+
+def write_tiff_slide(path: Path, rgb: np.ndarray, mpp: float | None = 0.5, tile_px: int = 256, levels: int = 3) -> Path:
+    """A tiled, pyramidal generic TIFF (JPEG tiles) that OpenSlide reads as 'generic-tiff'.
+
+    ``mpp`` is stored as TIFF resolution (pixels per centimetre), which is how OpenSlide
+    derives mpp for generic TIFF.
+    """
+    import tifffile
+    from PIL import Image
+
+    kwargs = {}
+    if mpp is not None:
+        kwargs = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
+    with tifffile.TiffWriter(path) as tif:
+        img = rgb
+        for lvl in range(levels):
+            if lvl:
+                h, w = img.shape[:2]
+                img = np.asarray(Image.fromarray(img).resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BOX))
+            tif.write(
+                img,
+                tile=(tile_px, tile_px),
+                compression="jpeg",
+                compressionargs={"level": 90},
+                photometric="rgb",
+                subfiletype=1 if lvl else 0,
+                **kwargs,
+            )
+    return path
+
+
+def tissue_image(width: int, height: int, boxes: list[tuple[int, int, int, int]], seed: int = 0) -> np.ndarray:
+    """Glass with H&E-coloured rectangles (x0, y0, x1, y1) carrying a little nuclear texture."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = GLASS
+    for x0, y0, x1, y1 in boxes:
+        region = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+        region[:] = PINK
+        nuclei = rng.random(region.shape[:2]) < 0.08
+        region[nuclei] = PURPLE
+        img[y0:y1, x0:x1] = region.clip(0, 255).astype(np.uint8)
+    return img
+
+
+@pytest.fixture
+def known_tissue_slide(tmp_path: Path) -> tuple[Path, dict]:
+    """4000 x 3000 px at 0.5 µm/px with one tissue block of exactly 5 x 3 default tiles.
+
+    Default tiles are 224 px at 1 µm/px = 448 level-0 px; the block spans x 448–2688 and
+    y 448–1792 (tile-aligned), so exactly 15 tiles are tissue: 2240 x 1344 px = 0.753 mm².
+    """
+    box = (448, 448, 448 + 5 * 448, 448 + 3 * 448)
+    path = write_tiff_slide(tmp_path / "known.tiff", tissue_image(4000, 3000, [box]), mpp=0.5)
+    return path, {"box": box, "n_tiles": 15, "area_mm2": (5 * 448 * 0.5e-3) * (3 * 448 * 0.5e-3)}
