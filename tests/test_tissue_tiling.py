@@ -90,3 +90,14 @@ def test_blank_slide_has_no_tissue(tmp_path: Path) -> None:
     path = write_tiff_slide(tmp_path / "blank.tiff", tissue_image(1024, 1024, []), mpp=0.5)
     with open_slide(path) as slide, pytest.raises(NoTissueError):
         detect_tissue(slide)
+
+
+def test_tissue_at_the_slide_edge_is_tiled(tmp_path: Path) -> None:
+    # 2000 px wide at 0.5 µm/px: tiles of 448 px start at 0..1792; the last one overhangs
+    # the edge by 240 px. Tissue only in x 1800–2000 must still get a tile.
+    path = write_tiff_slide(tmp_path / "edge.tiff", tissue_image(2000, 1000, [(1800, 0, 2000, 1000)]), mpp=0.5)
+    with open_slide(path) as slide:
+        grid = make_tile_grid(slide.dimensions, slide.mpp, detect_tissue(slide), min_tissue_fraction=0.2)
+    assert set(grid.coords_l0[:, 0].tolist()) == {1792}
+    # the overhanging part counts as glass: 200 of 448 columns are tissue
+    assert grid.tissue_fraction.max() == pytest.approx(200 / 448, abs=0.05)

@@ -80,8 +80,10 @@ def make_tile_grid(
     w0, h0 = slide_dimensions_px
     tile_size_l0 = int(round(tile_size_px * target_mpp / slide_mpp))
     stride_l0 = max(1, int(round(tile_size_l0 * (1.0 - overlap))))
-    xs = np.arange(0, max(w0 - tile_size_l0, 0) + 1, stride_l0, dtype=np.int64)
-    ys = np.arange(0, max(h0 - tile_size_l0, 0) + 1, stride_l0, dtype=np.int64)
+    # Tiles cover the whole slide; the last row and column may overhang the edge, where
+    # reads return white glass, so tissue at the border is never dropped.
+    xs = np.arange(0, w0, stride_l0, dtype=np.int64)
+    ys = np.arange(0, h0, stride_l0, dtype=np.int64)
     gx, gy = np.meshgrid(xs, ys)  # row-major: tiles ordered top-to-bottom, left-to-right
     coords = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (M, 2)
     frac = tissue.fraction_in_box(coords[:, 0], coords[:, 1], tile_size_l0)

@@ -41,7 +41,7 @@ class TissueMask:
         return float(self.mask.sum()) * px_area_um2 / 1e6
 
     def fraction_in_box(self, x_l0: np.ndarray, y_l0: np.ndarray, size_l0: float) -> np.ndarray:
-        """Tissue fraction of each level-0 box (x, y, size) via an integral image. (N,) float32."""
+        """Tissue fraction of each level-0 box (x, y, size) via an integral image: (N,) float32 in [0, 1]."""
         h, w = self.mask.shape
         integral = np.zeros((h + 1, w + 1), dtype=np.int64)
         integral[1:, 1:] = self.mask.astype(np.int64).cumsum(0).cumsum(1)
@@ -50,8 +50,10 @@ class TissueMask:
         x1 = np.clip(np.ceil((x_l0 + size_l0) / self.downsample).astype(np.int64), 0, w)
         y1 = np.clip(np.ceil((y_l0 + size_l0) / self.downsample).astype(np.int64), 0, h)
         total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-        area = np.maximum((x1 - x0) * (y1 - y0), 1)
-        return (total / area).astype(np.float32)
+        # Divide by the whole box, not its clipped part: a box overhanging the slide edge is
+        # glass there, and must not count as mostly tissue.
+        area = max((size_l0 / self.downsample) ** 2, 1.0)
+        return np.minimum(total / area, 1.0).astype(np.float32)
 
 
 def _otsu(values: np.ndarray) -> float:
