@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments as one line, like every other input error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_INPUT, f"mrrp: {message} (see 'mrrp {self.prog.split()[-1]} --help')\n")
+        self.exit(EXIT_INPUT, f"mrrp: {message} (see '{self.prog} --help')\n")
 
 
 def _print_json(obj: object) -> None:
@@ -59,7 +59,9 @@ def cmd_slide_info(args: argparse.Namespace) -> int:
 
     info = read_slide_info(args.path, mpp=args.mpp)
     if args.json:
-        _print_json(info.to_dict() if args.properties else {k: v for k, v in info.to_dict().items() if k != "properties"})
+        _print_json(
+            info.to_dict() if args.properties else {k: v for k, v in info.to_dict().items() if k != "properties"}
+        )
         return 0
     mpp = f"{info.mpp:.4g} µm/px ({info.mpp_source})" if info.mpp is not None else "unknown (supply --mpp)"
     power = f"{info.objective_power:g}x" if info.objective_power is not None else "unknown"
@@ -134,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("slide")
     f.add_argument("--out", required=True, help="output .h5 file")
     f.add_argument("--mpp", type=float, default=None, help="microns per pixel, if the slide does not record it")
-    f.add_argument("--encoder", default="efficientnet-lite0", help="efficientnet-lite0, a TorchScript .pt, or py:mod:fn")
+    f.add_argument(
+        "--encoder", default="efficientnet-lite0", help="efficientnet-lite0, a TorchScript .pt, or py:mod:fn"
+    )
     f.add_argument("--target-mpp", type=float, default=DEFAULT_TARGET_MPP, help="working resolution, µm/px")
     f.add_argument("--tile-size", type=int, default=None, help="tile side in pixels (default: encoder input)")
     f.add_argument("--batch-size", type=int, default=8)

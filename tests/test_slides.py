@@ -105,7 +105,10 @@ BAD_INPUTS = {
     "unreadable.svs": (lambda d, t: d / "unreadable.svs", CorruptSlideError),
     "unopenable.tiff": (lambda d, t: d / "unopenable.tiff", CorruptSlideError),
     "zero-byte": (lambda d, t: _write(t / "empty.svs", b""), EmptyFileError),
-    "text renamed .svs": (lambda d, t: _write(t / "notes.svs", b"Patient notes, not a slide\n" * 50), UnsupportedFormatError),
+    "text renamed .svs": (
+        lambda d, t: _write(t / "notes.svs", b"Patient notes, not a slide\n" * 50),
+        UnsupportedFormatError,
+    ),
     "non-image": (lambda d, t: d / "COPYING.LESSER", UnsupportedFormatError),
     "png bomb": (lambda d, t: _bomb_png(t / "bomb.png"), ImageTooLargeError),
     "missing path": (lambda d, t: t / "does-not-exist.svs", SlideNotFoundError),

@@ -70,8 +70,10 @@ def bf16_supported() -> bool:
 class TorchTileEncoder:
     """A torch module that maps a normalised (B, 3, H, W) batch to (B, D) features.
 
-    Inference runs in ``torch.inference_mode`` with channels_last memory format; with
-    ``precision="bf16"`` under CPU autocast (used only where the CPU has native bf16).
+    Inference runs in ``torch.inference_mode`` with channels_last memory format. With
+    ``precision="bf16"`` the weights and inputs are cast to bfloat16: faster on CPUs with native
+    bf16 (AVX512-BF16/AMX), but features deviate from fp32 by a few percent (more on blank
+    glass), so bf16 is opt-in and a separate encoder identity.
     """
 
     name: str
@@ -92,8 +94,8 @@ class TorchTileEncoder:
         self.module.eval()
         self.module = self.module.to(memory_format=torch.channels_last)
         if self.precision == "bf16":
-            # bf16 features differ from fp32 ones in the 3rd digit: a different encoder
-            # identity, so the cache never mixes them.
+            # bf16 features differ from fp32 ones by a few percent: a different encoder
+            # identity, so the cache and a trained model never mix them.
             self.name = f"{self.name}-bf16"
             self.module = self.module.to(torch.bfloat16)
         if self.freeze:
@@ -128,7 +130,8 @@ class TorchTileEncoder:
             x = x.to(torch.bfloat16)
         with self._lock, torch.inference_mode():
             y = self.module(x)
-        return y.float().cpu().numpy().astype(np.float32, copy=False)  # (B, D)
+        # A site's module may end in a pool without flatten: (B, D, 1, 1) → (B, D).
+        return y.float().reshape(y.shape[0], -1).cpu().numpy().astype(np.float32, copy=False)
 
 
 class _LiteFeatures:

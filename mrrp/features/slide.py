@@ -7,6 +7,7 @@ the pace instead of their sum.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrrp.errors import InvalidValueError
 from mrrp.features.encoders import DEFAULT_ENCODER, TileEncoder, get_encoder
 from mrrp.features.store import FeatureCache, SlideFeatures
 from mrrp.io.slides import Slide, open_slide, slide_fingerprint
@@ -32,6 +34,11 @@ from mrrp.slides.tissue import DEFAULT_MASK_MPP, TissueMask, detect_tissue
 ProgressFn = Callable[[int, int], None]
 
 DEFAULT_BATCH_SIZE = 8  # small batches keep activations in cache on CPU; see benchmarks/results.md
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or not (1 <= batch_size <= 1024):
+        raise InvalidValueError(f"The batch size must be a whole number from 1 to 1024, not {batch_size}.")
 
 
 def read_tile_batches(
@@ -50,6 +57,7 @@ def read_tile_batches(
     """
     from PIL import Image
 
+    _check_batch_size(batch_size)
     downsample = tile_size_l0 / tile_size_px
     level = slide.best_level_for_downsample(downsample)
     level_ds = slide.info.level_downsamples[level]
@@ -87,17 +95,25 @@ def encode_tiles(
 ) -> np.ndarray:
     """(N, D) float32 features of every tile in ``grid``."""
     if grid.tile_size_px != encoder.input_size_px:
-        raise ValueError(f"tile size {grid.tile_size_px} px != encoder input {encoder.input_size_px} px")
+        raise InvalidValueError(
+            f"The tile size ({grid.tile_size_px} px) must equal the encoder's input size "
+            f"({encoder.input_size_px} px for {encoder.name})."
+        )
+    _check_batch_size(batch_size)
     n = len(grid)
     out = np.empty((n, encoder.embedding_dim), dtype=np.float32)
     done = 0
     if progress:
         progress(0, n)
-    for batch in read_tile_batches(slide, grid.coords_l0, grid.tile_size_l0, grid.tile_size_px, batch_size, num_readers):
+    for batch in read_tile_batches(
+        slide, grid.coords_l0, grid.tile_size_l0, grid.tile_size_px, batch_size, num_readers
+    ):
         out[done : done + len(batch)] = encoder.encode(batch)
         done += len(batch)
         if progress:
             progress(done, n)
+    if done != n:  # never hand back (or cache) rows that were not computed
+        raise RuntimeError(f"encoded {done} of {n} tiles")
     return out
 
 
@@ -129,9 +145,14 @@ def analyse_slide(
 
     ``slide.mpp`` must be known (read from the slide or supplied when opening it).
     """
+    mpp = slide.mpp  # raises MissingMppError first, before any work
+    _check_batch_size(batch_size)
     enc = get_encoder(encoder) if isinstance(encoder, str) else encoder
     size_px = tile_size_px or enc.input_size_px
-    mpp = slide.mpp  # raises MissingMppError first, before any work
+    if size_px != enc.input_size_px:
+        raise InvalidValueError(
+            f"The tile size ({size_px} px) must equal the encoder's input size ({enc.input_size_px} px for {enc.name})."
+        )
     tissue = detect_tissue(slide, mask_mpp=mask_mpp)
     grid = make_tile_grid(
         slide.dimensions,
@@ -149,6 +170,8 @@ def analyse_slide(
     if cached is not None and len(cached) == len(grid):
         if progress:
             progress(len(grid), len(grid))
+        # The key is the content, so a renamed copy hits: report the name actually opened.
+        cached = dataclasses.replace(cached, slide_name=slide.info.name)
         return SlideAnalysis(tissue=tissue, grid=grid, features=cached, from_cache=True)
     feats = encode_tiles(slide, grid, enc, batch_size=batch_size, num_readers=num_readers, progress=progress)
     result = SlideFeatures(
@@ -181,4 +204,3 @@ def slide_features(
     """Open ``path`` and run :func:`analyse_slide` on it."""
     with open_slide(path, mpp=mpp) as slide:
         return analyse_slide(slide, **kwargs)
-

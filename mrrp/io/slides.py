@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,9 @@ def validate_mpp(mpp: float) -> float:
     try:
         value = float(mpp)
     except (TypeError, ValueError):
-        raise InvalidValueError(f"The resolution '{mpp}' is not a number; enter microns per pixel, e.g. 0.25.") from None
+        raise InvalidValueError(
+            f"The resolution '{mpp}' is not a number; enter microns per pixel, e.g. 0.25."
+        ) from None
     if not (MIN_PLAUSIBLE_MPP <= value <= MAX_PLAUSIBLE_MPP):
         raise InvalidValueError(
             f"A resolution of {value:g} µm/pixel is outside the range of microscope scans "
@@ -169,7 +172,7 @@ class Slide:
         """Level-0 microns per pixel; raises MissingMppError if neither slide nor user gave it."""
         if self.info.mpp is None:
             raise MissingMppError(
-                f"The slide {self.info.name} does not record its resolution. "
+                f"The slide '{self.info.name}' does not record its resolution. "
                 "Enter the microns per pixel of the scan (e.g. 0.25 for 40x, 0.5 for 20x)."
             )
         return self.info.mpp
@@ -189,7 +192,7 @@ class Slide:
         Transparent areas (outside the scanned region) come back white, as on glass.
         """
         if self._handle is None:
-            raise CorruptSlideError(f"The slide {self.info.name} has been closed.")
+            raise CorruptSlideError(f"The slide '{self.info.name}' has been closed.")
         try:
             if self._lock is not None:
                 with self._lock:
@@ -198,7 +201,7 @@ class Slide:
                 rgba = self._handle.read_region(location_l0, level, size_px)
         except Exception as exc:  # openslide.OpenSlideError, OSError from PIL, ...
             raise CorruptSlideError(
-                f"The slide {self.info.name} opened but its image data could not be read "
+                f"The slide '{self.info.name}' opened but its image data could not be read "
                 "(the file is damaged or incomplete). Re-export or re-copy the slide."
             ) from exc
         arr = np.asarray(rgba)
@@ -253,9 +256,12 @@ def _plain_image_size(path: Path) -> tuple[str, tuple[int, int]] | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        # Only the header is read here; pixel data is decoded later by ImageSlide.
-        with Image.open(path) as img:
-            return img.format or "", img.size
+        # Only the header is read here; pixel data is decoded later by ImageSlide. The size
+        # limit is ours (MAX_PLAIN_IMAGE_PIXELS), so PIL's own warning would only be noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.format or "", img.size
     except Image.DecompressionBombError:
         return "BOMB", (0, 0)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
@@ -332,8 +338,7 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
             kind = f" ({header[0]} image)" if header else ""
             slide_exts = ".svs, .tif/.tiff, .ndpi, .scn, .mrxs, .vms, .bif, .dcm, .png or .jpg"
             raise UnsupportedFormatError(
-                f"{_describe(p)}{kind} is not a slide format mrrp can read. "
-                f"Use a whole-slide image ({slide_exts})."
+                f"{_describe(p)}{kind} is not a slide format mrrp can read. Use a whole-slide image ({slide_exts})."
             )
         fmt, (w, h) = header
         if fmt == "BOMB" or w * h > MAX_PLAIN_IMAGE_PIXELS:
@@ -367,9 +372,10 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
     # "Opens, then fails on read" files must fail here, not halfway through feature
     # extraction: decode the smallest level once (cheap: at most a few hundred KB).
     try:
-        slide.read_level(slide.info.level_count - 1) if not slide.is_plain_image else slide.read_region(
-            (0, 0), 0, (min(64, slide.info.width_px), min(64, slide.info.height_px))
-        )
+        if slide.is_plain_image:
+            slide.read_region((0, 0), 0, (min(64, slide.info.width_px), min(64, slide.info.height_px)))
+        else:
+            slide.read_level(slide.info.level_count - 1)
     except CorruptSlideError:
         slide.close()
         raise

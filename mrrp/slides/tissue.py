@@ -126,7 +126,7 @@ def detect_tissue(slide, mask_mpp: float = DEFAULT_MASK_MPP, **kwargs) -> Tissue
     mask = tissue_mask_from_rgb(img, **kwargs)
     if not mask.any():
         raise NoTissueError(
-            f"No tissue was found on the slide {slide.info.name}. Check that it is an H&E slide "
+            f"No tissue was found on the slide '{slide.info.name}'. Check that it is an H&E slide "
             "and that the scan is not blank or out of focus."
         )
     return TissueMask(mask=mask, downsample=w0 / out_w)
