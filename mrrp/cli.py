@@ -35,9 +35,10 @@ def _print_json(obj: object) -> None:
 class _ProgressBar:
     """A one-line text progress bar on stderr (stdout stays clean for --json)."""
 
-    def __init__(self, label: str, enabled: bool = True) -> None:
+    def __init__(self, label: str, enabled: bool | str = True, unit: str = "tiles") -> None:
         self.label = label
-        self.enabled = enabled and sys.stderr.isatty() or enabled == "always"
+        self.unit = unit
+        self.enabled = enabled == "always" or (bool(enabled) and sys.stderr.isatty())
         self._last = -1
 
     def __call__(self, done: int, total: int) -> None:
@@ -48,7 +49,7 @@ class _ProgressBar:
             return
         self._last = pct
         bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
-        sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} tiles")
+        sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} {self.unit}")
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -118,6 +119,32 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from mrrp.synth.cohort import CohortConfig, parse_slide_size, write_cohort
+
+    if args.n < 1 or args.n > 100_000:
+        raise InputError(f"--n must be between 1 and 100000, not {args.n}.")
+    sites = tuple(s.strip() for s in args.sites.split(",") if s.strip())
+    from mrrp.synth.biology import SITES
+
+    unknown = [s for s in sites if s not in SITES]
+    if not sites or unknown:
+        raise InputError(f"Unknown site(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SITES)}.")
+    if args.missing_rate is not None and not (0.0 <= args.missing_rate <= 0.9):
+        raise InputError("--missing-rate must be between 0 and 0.9.")
+    config = CohortConfig(
+        n=args.n, seed=args.seed, sites=sites, slide_size_mm=parse_slide_size(args.slide_size),
+        missing_rate=args.missing_rate,
+    )  # fmt: skip
+    progress = _ProgressBar("patients", unit="patients", enabled="always" if args.progress else True)
+    summary = write_cohort(args.out, config, workers=args.workers, progress=progress)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{summary['n']} patients written to {args.out} in {summary['seconds']} s (manifest.csv)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
@@ -146,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--progress", action="store_true", help="always show the progress bar, even when not a terminal")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_features)
+
+    y = sub.add_parser("synth", help="write a synthetic reference cohort (slides, ultrasound, reports, records)")
+    y.add_argument("--n", type=int, default=800, help="number of patients")
+    y.add_argument("--seed", type=int, default=7)
+    y.add_argument("--out", required=True, help="new or empty output folder")
+    y.add_argument("--sites", default="internal,external", help="comma-separated: internal, external")
+    y.add_argument("--slide-size", default="2.5x2", help="slide size in mm, width x height (default 2.5x2)")
+    y.add_argument("--missing-rate", type=float, default=None, help="per-modality missing rate (default: per site)")
+    y.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    y.add_argument("--progress", action="store_true")
+    y.add_argument("--json", action="store_true")
+    y.set_defaults(func=cmd_synth)
     return p
 
 

@@ -1,0 +1,191 @@
+"""The cohort manifest: one CSV row per patient, the format a hospital fills in to train on its own data.
+
+See docs/manifest.md. Paths are relative to the manifest's folder; an empty cell means the
+modality is missing. A bad manifest fails before any work with one message that lists every
+bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mrrp.errors import InputError, InvalidValueError
+from mrrp.schema import CLINICAL_FIELD_NAMES, FIELDS_BY_NAME
+
+ID_COLUMNS = ("patient_id", "site", "split")
+FILE_COLUMNS = ("slide_path", "us_image_paths", "us_report_path", "path_report_path")
+OUTCOME_COLUMNS = ("time_months", "event")
+REQUIRED_COLUMNS = (*ID_COLUMNS, *FILE_COLUMNS, *CLINICAL_FIELD_NAMES, *OUTCOME_COLUMNS)
+OPTIONAL_COLUMNS = ("slide_mpp",)  # for slides that do not record their resolution
+SPLITS = ("train", "test", "external", "predict")
+PATH_SEPARATOR = ";"  # between several ultrasound images in one cell
+MAX_ERRORS_LISTED = 50
+
+
+class ManifestError(InputError):
+    """The manifest cannot be used; the message lists every bad row."""
+
+
+@dataclass
+class ManifestRow:
+    patient_id: str
+    site: str
+    split: str
+    slide_path: Path | None
+    us_image_paths: list[Path]
+    us_report_path: Path | None
+    path_report_path: Path | None
+    clinical: dict[str, float | str | None] | None  # None: no clinical record at all
+    time_months: float | None
+    event: int | None
+    slide_mpp: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def present(self) -> dict[str, bool]:
+        return {
+            "slide": self.slide_path is not None,
+            "ultrasound": bool(self.us_image_paths),
+            "us_report": self.us_report_path is not None,
+            "path_report": self.path_report_path is not None,
+            "clinical": self.clinical is not None,
+        }
+
+
+def _resolve(base: Path, cell: str) -> Path | None:
+    cell = cell.strip()
+    if not cell:
+        return None
+    p = Path(cell)
+    return p if p.is_absolute() else base / p
+
+
+def read_manifest(
+    path: str | os.PathLike[str], *, require_outcomes: bool = True, check_files: bool = True
+) -> list[ManifestRow]:
+    """Parse and validate a manifest. Raises ManifestError listing every problem, row by row."""
+    p = Path(path)
+    if not p.is_file():
+        raise ManifestError(f"The manifest '{p.name}' was not found.")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ManifestError(f"The manifest '{p.name}' is not a UTF-8 text CSV file.") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    required = [c for c in REQUIRED_COLUMNS if require_outcomes or c not in OUTCOME_COLUMNS]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ManifestError(f"The manifest '{p.name}' lacks column(s): {', '.join(missing)}.")
+    base = p.parent
+    rows: list[ManifestRow] = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    for line_no, raw in enumerate(reader, start=2):  # line 1 is the header
+        problems: list[str] = []
+        pid = (raw.get("patient_id") or "").strip()
+        if not pid:
+            problems.append("empty patient_id")
+        elif pid in seen:
+            problems.append(f"patient_id {pid} duplicates line {seen[pid]}")
+        else:
+            seen[pid] = line_no
+        split = (raw.get("split") or "").strip().lower()
+        if split not in SPLITS:
+            problems.append(f"split '{split}' is not one of {', '.join(SPLITS)}")
+
+        files: dict[str, Path | None] = {}
+        for col in ("slide_path", "us_report_path", "path_report_path"):
+            files[col] = _resolve(base, raw.get(col) or "")
+            if check_files and files[col] is not None and not files[col].is_file():
+                problems.append(f"{col} '{raw[col]}' not found")
+        us_paths = [q for q in (_resolve(base, c) for c in (raw.get("us_image_paths") or "").split(PATH_SEPARATOR)) if q]
+        if check_files:
+            problems += [f"us_image_paths '{q.name}' not found" for q in us_paths if not q.is_file()]
+
+        clinical: dict[str, float | str | None] = {}
+        for name in CLINICAL_FIELD_NAMES:
+            try:
+                clinical[name] = FIELDS_BY_NAME[name].parse(raw.get(name))
+            except InvalidValueError as exc:
+                problems.append(str(exc))
+        has_clinical = any(v is not None for v in clinical.values())
+
+        time_months: float | None = None
+        event: int | None = None
+        t_cell, e_cell = (raw.get("time_months") or "").strip(), (raw.get("event") or "").strip()
+        if require_outcomes or t_cell or e_cell:
+            try:
+                time_months = float(t_cell)
+                if not math.isfinite(time_months) or time_months <= 0:
+                    problems.append(f"time_months {t_cell} must be a positive number of months")
+            except ValueError:
+                problems.append(f"time_months '{t_cell}' is not a number")
+            if e_cell not in ("0", "1"):
+                problems.append(f"event '{e_cell}' must be 0 (censored) or 1 (recurrence)")
+            else:
+                event = int(e_cell)
+
+        slide_mpp = None
+        if (raw.get("slide_mpp") or "").strip():
+            try:
+                slide_mpp = float(raw["slide_mpp"])
+                if not (0.05 <= slide_mpp <= 20):
+                    problems.append(f"slide_mpp {slide_mpp:g} is outside 0.05–20 µm/pixel")
+            except ValueError:
+                problems.append(f"slide_mpp '{raw['slide_mpp']}' is not a number")
+
+        if problems:
+            errors.append(f"line {line_no} ({pid or 'no id'}): " + "; ".join(problems))
+            continue
+        known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+        rows.append(
+            ManifestRow(
+                patient_id=pid,
+                site=(raw.get("site") or "").strip(),
+                split=split,
+                slide_path=files["slide_path"],
+                us_image_paths=us_paths,
+                us_report_path=files["us_report_path"],
+                path_report_path=files["path_report_path"],
+                clinical=clinical if has_clinical else None,
+                time_months=time_months,
+                event=event,
+                slide_mpp=slide_mpp,
+                extra={k: v for k, v in raw.items() if k not in known and k is not None},
+            )
+        )
+    if errors:
+        shown = errors[:MAX_ERRORS_LISTED]
+        more = f"\n… and {len(errors) - len(shown)} more bad rows" if len(errors) > len(shown) else ""
+        raise ManifestError(
+            f"The manifest '{p.name}' has {len(errors)} bad row(s); nothing was done:\n" + "\n".join(shown) + more
+        )
+    if not rows:
+        raise ManifestError(f"The manifest '{p.name}' has no patients.")
+    return rows
+
+
+def write_manifest(rows: list[dict[str, object]], path: str | os.PathLike[str], extra_columns: tuple[str, ...] = ()) -> Path:
+    """Write manifest rows (dicts keyed by column) atomically; ``None`` becomes an empty cell."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    columns = [*REQUIRED_COLUMNS, *[c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)], *extra_columns]
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
