@@ -245,6 +245,54 @@ def missingness(
     return {m: bool(present[m]) for m in MODALITIES}
 
 
+def draw_patient(
+    rng: np.random.Generator,
+    idx: int,
+    site: SiteProfile,
+    split: str,
+    chol: np.ndarray | None = None,
+    missing_rate: float | None = None,
+    *,
+    latent: dict[str, float] | None = None,
+    present: dict[str, bool] | None = None,
+    age_years: float | None = None,
+    patient_id: str | None = None,
+) -> SyntheticPatient:
+    """One patient from the generating model. ``latent``, ``present`` and ``age_years`` override
+    the random draws (used for the demo patients: clearly low or high risk, chosen gaps)."""
+    if chol is None:
+        chol = np.linalg.cholesky(LATENT_CORRELATION)
+    z = chol @ rng.standard_normal(4)
+    lat = {name: float(v) for name, v in zip(LATENTS, z, strict=True)}
+    lat["burden"] += site.burden_shift
+    if latent is not None:
+        lat.update(latent)
+    age = float(np.clip(rng.normal(56 + site.age_shift_years, 11), 26, 88))
+    if age_years is not None:
+        age = float(age_years)
+    clinical = clinical_from_latent(lat, age, rng)
+    us = us_findings_from_latent(lat, float(clinical["tumour_size_mm"]), rng)  # type: ignore[arg-type]
+    slide = slide_params_from_latent(lat, site, rng)
+    eta = log_hazard(lat, clinical, age)
+    t, e = sample_outcome(eta, rng)
+    drawn_present = missingness(clinical, site, rng, missing_rate)
+    prefix = "INT" if site.name == "internal" else site.name[:3].upper()
+    return SyntheticPatient(
+        patient_id=patient_id or f"{prefix}-{idx:04d}",
+        site=site.name,
+        split=split,
+        seed=int(rng.integers(0, 2**31 - 1)),
+        latent=lat,
+        clinical=clinical,
+        us_findings=us,
+        slide_params=slide,
+        present=present if present is not None else drawn_present,
+        log_hazard=eta,
+        time_months=t,
+        event=e,
+    )
+
+
 def generate_patients(
     n: int,
     seed: int,
@@ -272,33 +320,8 @@ def generate_patients(
         rng.shuffle(split_labels)
         for k in range(count):
             idx += 1
-            z = chol @ rng.standard_normal(4)
-            lat = {name: float(v) for name, v in zip(LATENTS, z, strict=True)}
-            lat["burden"] += site.burden_shift
-            age = float(np.clip(rng.normal(56 + site.age_shift_years, 11), 26, 88))
-            clinical = clinical_from_latent(lat, age, rng)
-            us = us_findings_from_latent(lat, float(clinical["tumour_size_mm"]), rng)  # type: ignore[arg-type]
-            slide = slide_params_from_latent(lat, site, rng)
-            eta = log_hazard(lat, clinical, age)
-            t, e = sample_outcome(eta, rng)
-            present = missingness(clinical, site, rng, missing_rate)
             split = split_labels[k] if site_name == sites[0] else site_name
-            patients.append(
-                SyntheticPatient(
-                    patient_id=f"{'INT' if site_name == 'internal' else site_name[:3].upper()}-{idx:04d}",
-                    site=site_name,
-                    split=split,
-                    seed=int(rng.integers(0, 2**31 - 1)),
-                    latent=lat,
-                    clinical=clinical,
-                    us_findings=us,
-                    slide_params=slide,
-                    present=present,
-                    log_hazard=eta,
-                    time_months=t,
-                    event=e,
-                )
-            )
+            patients.append(draw_patient(rng, idx, site, split, chol, missing_rate))
     return patients
 
 

@@ -126,14 +126,18 @@ def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, f
         row["us_image_paths"] = ";".join(paths)
 
     if p.present["us_report"]:
+        nodes = int(p.clinical["positive_lymph_nodes"])  # type: ignore[arg-type]
         text = ultrasound_report(
-            p.us_findings, seed=p.seed, style=site.report_style, age_years=float(p.clinical["age_years"])  # type: ignore[arg-type]
-        )
+            p.us_findings, seed=p.seed, style=site.report_style, age_years=float(p.clinical["age_years"]),  # type: ignore[arg-type]
+            axillary_nodes_suspicious=nodes >= 4 or (nodes >= 1 and rng.random() < 0.3),
+        )  # fmt: skip
         (folder / "us_report.txt").write_text(text, encoding="utf-8")
         row["us_report_path"] = f"patients/{p.patient_id}/us_report.txt"
 
     if p.present["path_report"]:
-        text = pathology_report(p.clinical, seed=p.seed, style=site.report_style)
+        text = pathology_report(
+            p.clinical, seed=p.seed, style=site.report_style, laterality=str(p.us_findings["laterality"])
+        )
         (folder / "path_report.txt").write_text(text, encoding="utf-8")
         row["path_report_path"] = f"patients/{p.patient_id}/path_report.txt"
     return row
