@@ -108,15 +108,17 @@ def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, f
 
     if p.present["ultrasound"]:
         paths = []
-        identity = fake_identity(p.seed, age_years=float(p.clinical["age_years"]))  # type: ignore[arg-type]
+        study_date = f"{2010 + p.seed % 12}{1 + p.seed % 12:02d}{1 + p.seed % 28:02d}"
+        identity = fake_identity(p.seed, age_years=float(p.clinical["age_years"]), reference_date=study_date)  # type: ignore[arg-type]
         for k, view in enumerate(("radial", "antiradial")[: 1 + int(rng.random() < 0.6)], start=1):
+            # Same seed for every view: the same lesion seen from another probe angle.
             img = render_ultrasound(
-                p.us_findings, seed=p.seed + k, gain=site.us_gain, speckle_scale=site.us_speckle, view=view
+                p.us_findings, seed=p.seed, gain=site.us_gain, speckle_scale=site.us_speckle, view=view
             )
             if rng.random() < DICOM_FRACTION:
                 name = f"us_{k}.dcm"
                 save_dicom(
-                    img, folder / name, patient=identity, study_date=f"20{10 + p.seed % 12:02d}0{1 + p.seed % 9}15",
+                    img, folder / name, patient=identity, study_date=study_date,
                     laterality=str(p.us_findings["laterality"]), manufacturer="SynthSonics " + site.name, seed=p.seed + k,
                 )  # fmt: skip
             else:
