@@ -756,6 +756,7 @@ def _atomic_target(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; cohort files are ordinary readable files
     return out, Path(tmp)
 
 
