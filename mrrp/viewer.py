@@ -60,6 +60,15 @@ def list_local_slides(folder: str | os.PathLike[str], max_depth: int = 2) -> lis
     return sorted(found, key=lambda p: str(p.relative_to(root)).lower())
 
 
+def demo_slides(cache_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """"<id> — <title>" → slide path, for the demo patients that have a slide (generated on first use)."""
+    from mrrp.io.manifest import read_manifest
+    from mrrp.synth.demo import ensure_demo_cohort
+
+    rows = read_manifest(ensure_demo_cohort(cache_dir), require_outcomes=False)
+    return {f"{r.patient_id} — {r.extra.get('demo_title', '')}": r.slide_path for r in rows if r.slide_path}
+
+
 def safe_filename(name: str) -> str:
     """A file name that is safe on disk: no folders, no control characters; unicode kept."""
     base = unicodedata.normalize("NFC", Path(name.replace("\\", "/")).name)

@@ -17,6 +17,7 @@ from mrrp.ui import UNEXPECTED
 from mrrp.viewer import (
     SLIDE_EXTENSIONS,
     UploadedFileData,
+    demo_slides,
     draw_tile_grid,
     format_metadata,
     list_local_slides,
@@ -43,7 +44,9 @@ def thumbnail_of(path: str, mpp: float | None, mtime: float) -> tuple[np.ndarray
 
 
 # --- choose a slide --------------------------------------------------------------------
-source = st.radio("Slide source", ["Upload a file", "Local slide folder"], horizontal=True, key="slide_source")
+source = st.radio(
+    "Slide source", ["Upload a file", "Local slide folder", "Demo patient"], horizontal=True, key="slide_source"
+)
 slide_path: Path | None = None
 try:
     if source == "Upload a file":
@@ -56,6 +59,11 @@ try:
         )
         if uploads:
             slide_path = save_uploads([UploadedFileData(u.name, u.getvalue()) for u in uploads], settings.upload_dir)
+    elif source == "Demo patient":
+        with st.spinner("Preparing the demo patients (first time only, about half a minute)…"):
+            demos = demo_slides(settings.cache_dir)
+        title = st.selectbox("Demo patient", list(demos), key="demo_pick")
+        slide_path = demos[title]
     else:
         local = list_local_slides(settings.slide_dir)
         if not local:
