@@ -74,7 +74,12 @@ CLINICAL_FIELDS: tuple[ClinicalField, ...] = (
         "histological_type",
         "Histological type",
         "categorical",
-        categories=("invasive carcinoma of no special type", "invasive lobular carcinoma", "mucinous carcinoma", "other"),
+        categories=(
+            "invasive carcinoma of no special type",
+            "invasive lobular carcinoma",
+            "mucinous carcinoma",
+            "other",
+        ),
     ),
     ClinicalField("endocrine_therapy", "Endocrine therapy", "categorical", categories=YES_NO),
     ClinicalField("chemotherapy", "Chemotherapy", "categorical", categories=YES_NO),

@@ -61,7 +61,7 @@ def list_local_slides(folder: str | os.PathLike[str], max_depth: int = 2) -> lis
 
 
 def demo_slides(cache_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """"<id> — <title>" → slide path, for the demo patients that have a slide (generated on first use)."""
+    """ "<id> — <title>" → slide path, for the demo patients that have a slide (generated on first use)."""
     from mrrp.io.manifest import read_manifest
     from mrrp.synth.demo import ensure_demo_cohort
 

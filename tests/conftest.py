@@ -13,6 +13,8 @@ TESTDATA = REPO.parent / "shared" / "testdata" / "openslide"
 
 # Keep tests off the user's real cache and slide folder.
 os.environ.setdefault("MRRP_CACHE_DIR", str(REPO / ".pytest_cache" / "mrrp-cache"))
+# Exact fp32 features in tests, whatever the CPU; "auto" (bf16 where native) is tested explicitly.
+os.environ.setdefault("MRRP_ENCODER_PRECISION", "fp32")
 
 PINK = (232, 150, 190)  # eosin stroma
 PURPLE = (120, 70, 160)  # haematoxylin-rich tissue

@@ -199,6 +199,15 @@ def test_bf16_encoder_is_a_distinct_identity(encoder):
     assert _cosine(y[0], encoder.encode(tile)[0]) > 0.95
 
 
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    import mrrp.features.encoders as encoders
+
+    monkeypatch.setattr(encoders, "bf16_supported", lambda: False)
+    assert efficientnet_lite0(precision="auto", freeze=False).name == "efficientnet-lite0-imagenet"
+    monkeypatch.setattr(encoders, "bf16_supported", lambda: True)
+    assert efficientnet_lite0(precision="auto", freeze=False).name == "efficientnet-lite0-imagenet-bf16"
+
+
 def test_invalid_precision_is_an_input_error(monkeypatch):
     with pytest.raises(InputError, match="fp32"):
         efficientnet_lite0(precision="fp16")

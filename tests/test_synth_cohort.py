@@ -27,7 +27,9 @@ SIZE_MM = (1.0, 0.8)
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "cohort"
-    rc = main(["synth", "--n", str(N), "--seed", "5", "--out", str(out), "--slide-size", "1x0.8", "--missing-rate", "0.1"])
+    rc = main(
+        ["synth", "--n", str(N), "--seed", "5", "--out", str(out), "--slide-size", "1x0.8", "--missing-rate", "0.1"]
+    )
     assert rc == 0
     return out
 

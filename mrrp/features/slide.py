@@ -153,6 +153,34 @@ def analyse_slide(
         raise InvalidValueError(
             f"The tile size ({size_px} px) must equal the encoder's input size ({enc.input_size_px} px for {enc.name})."
         )
+    fp = fingerprint or slide_fingerprint(slide.info.path)
+    cache = cache if cache is not None else FeatureCache()
+    # Everything that decides the tiles, known before any pixel is read: a hit skips tissue
+    # detection too, so a cached slide opens in a cache read.
+    params = {
+        "target_mpp": round(target_mpp, 6),
+        "tile_size_px": size_px,
+        "min_tissue_fraction": min_tissue_fraction,
+        "mask_mpp": mask_mpp,
+        "mpp": round(mpp, 6),
+    }
+    key = FeatureCache.key(fp, enc.name, enc.version, params)
+    cached = cache.get(key)
+    if cached is not None and cached.tissue_mask is not None:
+        tissue = TissueMask(mask=cached.tissue_mask, downsample=float(cached.mask_downsample))
+        grid = TileGrid(
+            coords_l0=cached.coords_l0,
+            tile_size_l0=cached.tile_size_l0,
+            tile_size_px=cached.tile_size_px,
+            target_mpp=cached.target_mpp,
+            stride_l0=cached.stride_l0,
+            tissue_fraction=cached.tissue_fraction,
+        )
+        if progress:
+            progress(len(grid), len(grid))
+        # The key is the content, so a renamed copy hits: report the name actually opened.
+        cached = dataclasses.replace(cached, slide_name=slide.info.name)
+        return SlideAnalysis(tissue=tissue, grid=grid, features=cached, from_cache=True)
     tissue = detect_tissue(slide, mask_mpp=mask_mpp)
     grid = make_tile_grid(
         slide.dimensions,
@@ -162,17 +190,6 @@ def analyse_slide(
         tile_size_px=size_px,
         min_tissue_fraction=min_tissue_fraction,
     )
-    fp = fingerprint or slide_fingerprint(slide.info.path)
-    cache = cache if cache is not None else FeatureCache()
-    params = {**grid.params, "min_tissue_fraction": min_tissue_fraction, "mask_mpp": mask_mpp, "mpp": round(mpp, 6)}
-    key = FeatureCache.key(fp, enc.name, enc.version, params)
-    cached = cache.get(key)
-    if cached is not None and len(cached) == len(grid):
-        if progress:
-            progress(len(grid), len(grid))
-        # The key is the content, so a renamed copy hits: report the name actually opened.
-        cached = dataclasses.replace(cached, slide_name=slide.info.name)
-        return SlideAnalysis(tissue=tissue, grid=grid, features=cached, from_cache=True)
     feats = encode_tiles(slide, grid, enc, batch_size=batch_size, num_readers=num_readers, progress=progress)
     result = SlideFeatures(
         coords_l0=grid.coords_l0,
@@ -186,6 +203,8 @@ def analyse_slide(
         encoder_version=enc.version,
         slide_fingerprint=fp,
         slide_name=slide.info.name,
+        tissue_mask=tissue.mask,
+        mask_downsample=tissue.downsample,
     )
     try:
         cache.put(key, result)

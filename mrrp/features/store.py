@@ -6,7 +6,8 @@ File layout (one slide, readable by CLAM/TRIDENT-style tools):
   ``tissue_fraction`` (N,) float32
   attributes: ``tile_size_l0``, ``tile_size_px``, ``target_mpp``, ``stride_l0``, ``encoder``,
   ``encoder_version``, ``embedding_dim``, ``slide_fingerprint``, ``slide_name``, ``mrrp_version``,
-  ``complete`` (written last).
+  ``mask_downsample``, ``complete`` (written last)
+  ``tissue_mask`` (h, w) uint8, optional: the tissue mask the tiles were chosen from
 
 Writes go to a temporary file in the same folder and are renamed into place, so a reader
 never sees a half-written file; a file without ``complete == 1`` is treated as absent.
@@ -27,7 +28,7 @@ from mrrp import __version__
 from mrrp.errors import InputError
 
 # Bump when tissue detection or tiling changes which tiles a slide yields.
-PIPELINE_VERSION = "tiles-1"
+PIPELINE_VERSION = "tiles-2"
 
 
 @dataclass
@@ -45,6 +46,8 @@ class SlideFeatures:
     encoder_version: str
     slide_fingerprint: str
     slide_name: str = ""
+    tissue_mask: np.ndarray | None = None  # (h, w) bool, the mask the tiles were chosen from
+    mask_downsample: float | None = None  # level-0 px per mask px
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -71,6 +74,9 @@ def write_features_h5(path: str | os.PathLike[str], feats: SlideFeatures) -> Pat
             f.create_dataset("coords", data=feats.coords_l0.astype(np.int64))
             f.create_dataset("features", data=feats.features.astype(np.float32))
             f.create_dataset("tissue_fraction", data=feats.tissue_fraction.astype(np.float32))
+            if feats.tissue_mask is not None:
+                f.create_dataset("tissue_mask", data=feats.tissue_mask.astype(np.uint8), compression="gzip")
+                f.attrs["mask_downsample"] = float(feats.mask_downsample or 0.0)
             f.attrs.update(
                 {
                     "tile_size_l0": int(feats.tile_size_l0),
@@ -115,6 +121,8 @@ def read_features_h5(path: str | os.PathLike[str]) -> SlideFeatures:
                 encoder_version=str(a["encoder_version"]),
                 slide_fingerprint=str(a.get("slide_fingerprint", "")),
                 slide_name=str(a.get("slide_name", "")),
+                tissue_mask=f["tissue_mask"][:].astype(bool) if "tissue_mask" in f else None,
+                mask_downsample=float(a["mask_downsample"]) if "mask_downsample" in a else None,
             )
     except (OSError, KeyError) as exc:
         raise InputError(f"'{p.name}' is not a readable mrrp feature file.") from exc

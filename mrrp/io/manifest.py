@@ -105,7 +105,9 @@ def read_manifest(
             files[col] = _resolve(base, raw.get(col) or "")
             if check_files and files[col] is not None and not files[col].is_file():
                 problems.append(f"{col} '{raw[col]}' not found")
-        us_paths = [q for q in (_resolve(base, c) for c in (raw.get("us_image_paths") or "").split(PATH_SEPARATOR)) if q]
+        us_paths = [
+            q for q in (_resolve(base, c) for c in (raw.get("us_image_paths") or "").split(PATH_SEPARATOR)) if q
+        ]
         if check_files:
             problems += [f"us_image_paths '{q.name}' not found" for q in us_paths if not q.is_file()]
 
@@ -172,7 +174,9 @@ def read_manifest(
     return rows
 
 
-def write_manifest(rows: list[dict[str, object]], path: str | os.PathLike[str], extra_columns: tuple[str, ...] = ()) -> Path:
+def write_manifest(
+    rows: list[dict[str, object]], path: str | os.PathLike[str], extra_columns: tuple[str, ...] = ()
+) -> Path:
     """Write manifest rows (dicts keyed by column) atomically; ``None`` becomes an empty cell."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

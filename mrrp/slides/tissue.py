@@ -64,6 +64,23 @@ def _otsu(values: np.ndarray) -> float:
     return float(threshold_otsu(values))
 
 
+def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hue (degrees), saturation and value (0–1) as float32 planes.
+
+    Written out because skimage's rgb2hsv works in float64 and is 4x slower; this is the
+    standard hexcone formula.
+    """
+    c = rgb.astype(np.float32) / 255.0
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    vmax = c.max(axis=-1)
+    delta = vmax - c.min(axis=-1)
+    safe = np.where(delta > 0, delta, 1.0)
+    sat = np.where(vmax > 0, delta / np.where(vmax > 0, vmax, 1.0), 0.0).astype(np.float32)
+    hue = np.where(vmax == r, ((g - b) / safe) % 6.0, np.where(vmax == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    hue = np.where(delta > 0, hue * 60.0, 0.0).astype(np.float32)
+    return hue, sat, vmax
+
+
 def tissue_mask_from_rgb(
     rgb: np.ndarray,
     *,
@@ -80,11 +97,9 @@ def tissue_mask_from_rgb(
     ``max_brightness``: brighter pixels (value, 0–1) are glass whatever their saturation.
     """
     from scipy import ndimage as ndi
-    from skimage.color import rgb2hsv
     from skimage.morphology import remove_small_holes, remove_small_objects
 
-    hsv = rgb2hsv(rgb)
-    hue_deg, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    hue_deg, sat, val = _hsv(rgb)
     # Pen ink: H&E hues are pink/red/purple (about 250-360 and 0-30 degrees). Green, cyan
     # and blue marker ink sits between; black ink is very dark whatever its hue. Ink is
     # removed before Otsu, or its high saturation would drag the threshold above the tissue.

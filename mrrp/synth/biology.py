@@ -163,7 +163,9 @@ def us_findings_from_latent(lat: dict[str, float], size_mm: float, rng: np.rando
     orientation = "not parallel" if aspect > 1.0 else "parallel"
     posterior = "shadowing" if shadowing > 0.6 else ("enhancement" if shadowing < 0.2 else "no posterior features")
     echo = "hypoechoic" if rng.random() < 0.8 else "heterogeneous"
-    suspicious = sum([margin != "circumscribed", shape == "irregular", orientation == "not parallel", posterior == "shadowing"])
+    suspicious = sum(
+        [margin != "circumscribed", shape == "irregular", orientation == "not parallel", posterior == "shadowing"]
+    )
     birads = {0: "4A", 1: "4B", 2: "4B", 3: "4C", 4: "5"}[suspicious]
     return {
         "size_mm": round(us_size, 1),

@@ -214,7 +214,9 @@ def write_cohort(
         "event_rate": round(float(np.mean([p.event for p in patients])), 4),
         "median_follow_up_months": round(float(np.median([p.time_months for p in patients])), 1),
         "splits": {s: split_summary(s) for s in sorted({p.split for p in patients})},
-        "missing_fraction": {m: round(1 - float(np.mean([p.present[m] for p in patients])), 4) for m in patients[0].present},
+        "missing_fraction": {
+            m: round(1 - float(np.mean([p.present[m] for p in patients])), 4) for m in patients[0].present
+        },
         "single_modality_fraction": round(float(np.mean([sum(p.present.values()) == 1 for p in patients])), 4),
         "seconds": round(time.perf_counter() - t0, 1),
         "workers": workers,
