@@ -129,9 +129,9 @@ class TorchTileEncoder:
 
         if tiles.ndim != 4 or tiles.shape[-1] != 3:
             raise ValueError(f"expected (B, H, W, 3) uint8 tiles, got {tiles.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
-        x = (x - self._mean) / self._std
-        return x.contiguous(memory_format=torch.channels_last)
+        # NHWC uint8 memory is exactly NCHW in channels_last: convert once, never transpose.
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).float().permute(0, 3, 1, 2)  # (B, 3, H, W)
+        return x.sub_(self._mean).div_(self._std)
 
     def encode(self, tiles: np.ndarray) -> np.ndarray:
         import torch
