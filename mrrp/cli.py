@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--seed", type=int, default=7)
     y.add_argument("--out", required=True, help="new or empty output folder")
     y.add_argument("--sites", default="internal,external", help="comma-separated: internal, external")
-    y.add_argument("--slide-size", default="2.5x2", help="slide size in mm, width x height (default 2.5x2)")
+    y.add_argument("--slide-size", default="1.6x1.2", help="slide size in mm, width x height (default 1.6x1.2)")
     y.add_argument("--missing-rate", type=float, default=None, help="per-modality missing rate (default: per site)")
     y.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     y.add_argument("--progress", action="store_true")
