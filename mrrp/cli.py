@@ -145,6 +145,51 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from mrrp.train.pipeline import default_model_config, train_bundle
+    from mrrp.train.trainer import TrainConfig
+
+    if not (2 <= args.folds <= 20):
+        raise InputError("--folds must be between 2 and 20.")
+    if args.query not in ("learned", "pathology", "clinical"):
+        raise InputError("--query must be learned, pathology or clinical.")
+    summary = train_bundle(
+        args.manifest,
+        args.out,
+        model_cfg=default_model_config(query_strategy=args.query),
+        train_cfg=TrainConfig(folds=args.folds, max_epochs=args.max_epochs, seed=args.seed),
+        cache_dir=args.cache_dir,
+        log=(lambda m: sys.stderr.write(f"{m}\n")) if not args.json else None,
+        progress=_ProgressBar("features", unit="patients", enabled="always" if args.progress else True),
+    )
+    if args.json:
+        _print_json(summary)
+    else:
+        print(
+            f"bundle written to {args.out}: out-of-fold C-index {summary['oof_harrell_c']:.3f} on {summary['n_train']} patients"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mrrp.train.evaluate import evaluate_bundle
+
+    if not (0 <= args.bootstrap <= 5000):
+        raise InputError("--bootstrap must be between 0 and 5000.")
+    result = evaluate_bundle(args.model, args.manifest, cache_dir=args.cache_dir, n_boot=args.bootstrap)
+    if args.json:
+        _print_json(result)
+    else:
+        for split in ("test", "external"):
+            if split in result:
+                r = result[split]
+                lo, hi = r["ci95"].get("harrell_c", (float("nan"), float("nan")))
+                print(
+                    f"{split}: n={r['n']} events={r['events']} Harrell C {r['harrell_c']:.3f} ({lo:.3f}–{hi:.3f}), Uno C {r['uno_c']:.3f}"
+                )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
@@ -185,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--progress", action="store_true")
     y.add_argument("--json", action="store_true")
     y.set_defaults(func=cmd_synth)
+
+    t = sub.add_parser("train", help="train an MRRP bundle on a manifest (k-fold CV ensemble)")
+    t.add_argument("--manifest", required=True)
+    t.add_argument("--out", required=True, help="bundle folder (replaced only when training succeeds)")
+    t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--max-epochs", type=int, default=400)
+    t.add_argument("--query", default="learned", help="inter-modality query: learned, pathology or clinical")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--cache-dir", default=None)
+    t.add_argument("--progress", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("evaluate", help="metrics of a bundle on the test split and the external site")
+    v.add_argument("--model", required=True)
+    v.add_argument("--manifest", required=True)
+    v.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    v.add_argument("--cache-dir", default=None)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_evaluate)
     return p
 
 

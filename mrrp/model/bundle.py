@@ -1,0 +1,168 @@
+"""Model bundles: everything needed to predict, in one folder, with a checksum per file.
+
+    config.json            fusion + training config, encoders (names and weight hashes), clinical standardisation
+    fold_<k>.pt            state dicts of the cross-validation fold models (the ensemble)
+    baseline.json          Breslow baseline cumulative hazards (months) from the training data: one per
+                           member (on that member's centred log-risk) and one for the ensemble mean
+    cutoffs.json           risk-group cut-offs fixed on training data
+    reference_risk.json    ensemble log-risk of every training patient (for percentiles)
+    training_summary.json  folds, epochs, out-of-fold C-index, counts
+    model_card.json        intended use, data, metrics, limitations
+    checksums.json         sha256 of every other file
+
+A bundle is written to ``<out>.partial`` and swapped in only when complete, so a failed run never
+replaces a good bundle. Loading verifies every checksum; a tampered or missing file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrrp.errors import InputError
+
+BUNDLE_FORMAT = "mrrp-bundle-1"
+
+
+class BundleError(InputError):
+    """A model bundle is missing, incomplete or altered."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_bundle(
+    out: str | os.PathLike[str],
+    *,
+    models: list,
+    config: dict,
+    baselines: list,
+    ensemble_baseline,
+    member_offsets: list[float],
+    cutoffs,
+    reference_risk: np.ndarray,
+    training_summary: dict,
+    model_card: dict,
+) -> Path:
+    import torch
+
+    final = Path(out)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        (partial / "config.json").write_text(json.dumps({"format": BUNDLE_FORMAT, **config}, indent=2) + "\n")
+        for k, m in enumerate(models):
+            # Half precision on disk keeps the bundle small; weights are restored to fp32 on load.
+            torch.save(
+                {n: t.half() if t.is_floating_point() else t for n, t in m.state_dict().items()},
+                partial / f"fold_{k}.pt",
+            )
+        (partial / "baseline.json").write_text(
+            json.dumps(
+                {"ensemble": ensemble_baseline.to_dict(), "members": [b.to_dict() for b in baselines],
+                 "member_offsets": [float(o) for o in member_offsets]}
+            ) + "\n"
+        )  # fmt: skip
+        (partial / "cutoffs.json").write_text(json.dumps(cutoffs.to_dict(), indent=2) + "\n")
+        (partial / "reference_risk.json").write_text(json.dumps([round(float(v), 6) for v in reference_risk]) + "\n")
+        (partial / "training_summary.json").write_text(json.dumps(training_summary, indent=2, default=float) + "\n")
+        (partial / "model_card.json").write_text(json.dumps(model_card, indent=2, default=float) + "\n")
+        sums = {p.name: _sha256(p) for p in sorted(partial.iterdir()) if p.is_file()}
+        (partial / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    backup = final.with_name(final.name + ".previous")
+    shutil.rmtree(backup, ignore_errors=True)
+    if final.exists():
+        os.replace(final, backup)
+    os.replace(partial, final)
+    shutil.rmtree(backup, ignore_errors=True)
+    return final
+
+
+def bundle_checksum(path: str | os.PathLike[str]) -> str:
+    """sha256 of checksums.json: one number that identifies the whole bundle."""
+    return _sha256(Path(path) / "checksums.json")
+
+
+@dataclass
+class LoadedBundle:
+    path: Path
+    config: dict
+    models: list
+    baselines: list
+    ensemble_baseline: object
+    member_offsets: np.ndarray
+    cutoffs: object
+    reference_risk: np.ndarray
+    training_summary: dict
+    model_card: dict
+    checksum: str
+
+
+def verify_bundle(path: str | os.PathLike[str]) -> dict[str, str]:
+    p = Path(path)
+    if not (p / "checksums.json").is_file():
+        raise BundleError(f"'{p.name}' is not a model bundle (no checksums.json).")
+    sums = json.loads((p / "checksums.json").read_text())
+    bad = []
+    for name, digest in sums.items():
+        f = p / name
+        if not f.is_file():
+            bad.append(f"{name} is missing")
+        elif _sha256(f) != digest:
+            bad.append(f"{name} was changed")
+    if bad:
+        raise BundleError(
+            f"The model bundle '{p.name}' failed its integrity check ({'; '.join(bad)}); reinstall or retrain it."
+        )
+    return sums
+
+
+def load_bundle(path: str | os.PathLike[str]) -> LoadedBundle:
+    import torch
+
+    from mrrp.model.fusion import MRRP, FusionConfig
+    from mrrp.model.survival import BaselineHazard, RiskCutoffs
+
+    p = Path(path)
+    sums = verify_bundle(p)
+    config = json.loads((p / "config.json").read_text())
+    if config.get("format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"The model bundle '{p.name}' has format {config.get('format')}; this mrrp reads {BUNDLE_FORMAT}."
+        )
+    models = []
+    for name in sorted(n for n in sums if n.startswith("fold_")):
+        m = MRRP(FusionConfig.from_dict(config["fusion"]))
+        state = torch.load(p / name, map_location="cpu", weights_only=True)
+        m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        m.eval()
+        models.append(m)
+    base = json.loads((p / "baseline.json").read_text())
+    return LoadedBundle(
+        path=p,
+        config=config,
+        models=models,
+        baselines=[BaselineHazard.from_dict(b) for b in base["members"]],
+        ensemble_baseline=BaselineHazard.from_dict(base["ensemble"]),
+        member_offsets=np.array(base["member_offsets"]),
+        cutoffs=RiskCutoffs.from_dict(json.loads((p / "cutoffs.json").read_text())),
+        reference_risk=np.array(json.loads((p / "reference_risk.json").read_text())),
+        training_summary=json.loads((p / "training_summary.json").read_text()),
+        model_card=json.loads((p / "model_card.json").read_text()),
+        checksum=bundle_checksum(p),
+    )

@@ -1,0 +1,164 @@
+"""The fusion model: shapes, gradients, missing modalities, compensation, query strategies, training, bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mrrp.features.case import CATEGORICAL_SIZES, CaseFeatures, encode_clinical
+from mrrp.model.batch import collate, select
+from mrrp.model.fusion import MODALITIES, MRRP, FusionConfig, modality_dropout
+from mrrp.model.survival import cox_partial_nll
+
+
+def _cfg(**kw) -> FusionConfig:
+    return FusionConfig(n_numeric=7, categorical_sizes=CATEGORICAL_SIZES, **kw)
+
+
+def _case(rng: np.random.Generator, pid: str, present=(True, True, True, True), signal: float = 0.0) -> CaseFeatures:
+    """A patient whose tile features carry ``signal`` in their first dimensions."""
+
+    def arr(n, d, on):
+        return (
+            (rng.standard_normal((n, d)).astype(np.float32) + signal * (np.arange(d) < 8))
+            if on
+            else np.zeros((0, d), np.float32)
+        )
+
+    record = {"age_years": 50 + 10 * signal, "tumour_size_mm": 20, "histological_grade": 2, "menopausal_status": "post"}
+    numeric, known, categorical, has = encode_clinical(record if present[3] else None)
+    return CaseFeatures(
+        patient_id=pid, tiles=arr(int(rng.integers(3, 12)), 1280, present[0]), tile_coords_l0=np.zeros((0, 2), np.int64),
+        tile_size_l0=448, us_images=arr(5, 1280, present[1]), us_report=arr(3, 384, present[1]), us_report_sentences=[],
+        path_report=arr(4, 384, present[2]), path_report_sentences=[], clin_numeric=numeric, clin_known=known,
+        clin_categorical=categorical, has_clinical=has,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    cases = [_case(rng, f"P{i}") for i in range(6)] + [_case(rng, "P6", (False, True, False, True))]
+    return collate(cases)
+
+
+@pytest.mark.parametrize("strategy", ["learned", "pathology", "clinical"])
+def test_shapes_and_attention(batch, strategy) -> None:
+    model = MRRP(_cfg(query_strategy=strategy)).eval()
+    log_risk, aux = model(batch)
+    assert log_risk.shape == (7,)
+    assert torch.isfinite(log_risk).all()
+    n_q = model.cfg.fusion_queries if strategy == "learned" else model.cfg.queries_per_modality
+    assert aux["inter"].shape == (7, n_q, len(MODALITIES) * model.cfg.queries_per_modality)
+    assert torch.allclose(aux["inter"].sum(-1), torch.ones(7, n_q), atol=1e-5)  # attention rows sum to 1
+    slide_w = aux["intra"][0]  # (B, Q, N_tiles)
+    assert slide_w.shape[:2] == (7, model.cfg.queries_per_modality)
+    real = batch["tiles_mask"][0]
+    assert torch.allclose(slide_w[0, :, ~real].sum(), torch.tensor(0.0))  # padding gets no attention
+
+
+def test_absent_modality_inputs_have_no_effect(batch) -> None:
+    model = MRRP(_cfg()).eval()
+    base = model(batch)[0]
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["tiles"][6] = torch.randn_like(changed["tiles"][6]) * 10  # patient 6 has no slide
+    changed["path_report"][6] = torch.randn_like(changed["path_report"][6]) * 10
+    assert torch.allclose(model(changed)[0], base, atol=1e-6)
+    # hiding a present modality through `present` makes its inputs irrelevant too
+    hide = batch["present"].clone()
+    hide[:, 0] = False
+    a = model(batch, hide)[0]
+    b = model(changed | {"tiles": torch.randn_like(batch["tiles"])}, hide)[0]
+    assert torch.allclose(a, b, atol=1e-6)
+    # every subset, including all but one, gives a finite risk
+    for j in range(len(MODALITIES)):
+        only = torch.zeros_like(batch["present"])
+        only[:, j] = True
+        assert torch.isfinite(model(batch, only)[0]).all()
+
+
+def test_gradients_reach_compensation_and_encoders(batch) -> None:
+    model = MRRP(_cfg())
+    present = batch["present"].clone()
+    present[:3, 0] = False  # three patients lose their slide
+    log_risk, _ = model(batch, present)
+    loss = cox_partial_nll(
+        log_risk.double(), torch.arange(7.0, dtype=torch.float64) + 1, torch.ones(7, dtype=torch.bool)
+    )
+    loss.backward()
+    assert model.compensation.grad is not None and model.compensation.grad[0].abs().sum() > 0
+    assert model.compensation.grad[3].abs().sum() == 0  # clinical never absent here
+    assert model.proj_tile[1].weight.grad.abs().sum() > 0
+    assert model.clinical.num_scale.grad.abs().sum() > 0
+
+
+def test_zero_and_mean_fill_ablations_run(batch) -> None:
+    for fill in ("zero", "mean"):
+        model = MRRP(_cfg(absent_fill=fill))
+        model.train()
+        model(batch)
+        model.eval()
+        assert torch.isfinite(model(batch)[0]).all()
+
+
+def test_modality_dropout_keeps_one() -> None:
+    present = torch.ones(200, 4, dtype=torch.bool)
+    present[:50, 1:] = False
+    out = modality_dropout(present, 0.9, torch.Generator().manual_seed(0))
+    assert out.any(dim=1).all()
+    assert not (out & ~present).any()  # never adds a modality
+    assert 0.05 < out.float().mean() < 0.6
+
+
+def test_training_learns_a_planted_signal(tmp_path: Path) -> None:
+    """Tile features carry the hazard: CV training must rank held-out patients well above chance."""
+    from mrrp.train.trainer import TrainConfig, cross_validate, harrell_c
+
+    rng = np.random.default_rng(1)
+    n = 80
+    signal = rng.standard_normal(n)
+    cases = [_case(rng, f"P{i}", signal=float(s)) for i, s in enumerate(signal)]
+    t = rng.exponential(60 * np.exp(-1.2 * signal))
+    e = (t < 80).astype(int)
+    t = np.minimum(t, 80) + 0.1
+    models, oof, infos = cross_validate(
+        _cfg(), collate(cases), t, e, TrainConfig(folds=3, max_epochs=120, patience_epochs=40)
+    )
+    assert len(models) == 3
+    assert harrell_c(oof, t, e) > 0.65
+
+
+def test_bundle_round_trip_and_tamper(tmp_path: Path, batch) -> None:
+    from mrrp.model.bundle import BundleError, load_bundle, write_bundle
+    from mrrp.model.survival import breslow_baseline, fit_risk_cutoffs
+
+    models = [MRRP(_cfg()).eval() for _ in range(2)]
+    t = np.arange(1.0, 8.0)
+    e = np.array([1, 0, 1, 1, 0, 1, 0])
+    lr = np.stack([m(batch)[0].detach().double().numpy() for m in models])
+    bl = [breslow_baseline(r, t, e) for r in lr]
+    write_bundle(
+        tmp_path / "b", models=models, config={"name": "t", "fusion": models[0].cfg.to_dict()}, baselines=bl,
+        ensemble_baseline=bl[0], member_offsets=[0.0, 0.0], cutoffs=fit_risk_cutoffs(lr.mean(0)),
+        reference_risk=lr.mean(0), training_summary={}, model_card={"notice": "synthetic"},
+    )  # fmt: skip
+    loaded = load_bundle(tmp_path / "b")
+    again = np.stack([m(batch)[0].detach().double().numpy() for m in loaded.models])
+    np.testing.assert_allclose(again, lr, atol=5e-2)  # fp16 weights on disk
+    assert not (tmp_path / "b.partial").exists()
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    (tmp_path / "b" / "config.json").write_text(json.dumps({**cfg, "name": "evil"}))
+    with pytest.raises(BundleError, match="config.json was changed"):
+        load_bundle(tmp_path / "b")
+    (tmp_path / "b" / "fold_1.pt").unlink()
+    with pytest.raises(BundleError, match="fold_1.pt is missing"):
+        load_bundle(tmp_path / "b")
+
+
+def test_select_rows(batch) -> None:
+    sub = select(batch, [0, 6])
+    assert sub["tiles"].shape[0] == 2 and not sub["present"][1, 0]
