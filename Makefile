@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test test-fast bench lint setup clean-cache
+.PHONY: run test test-fast bench lint setup clean-cache model
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -34,3 +34,9 @@ lint: $(STAMP)
 
 clean-cache:
 	rm -rf $${MRRP_CACHE_DIR:-$$HOME/.cache/mrrp}
+
+# The bundled model: regenerate the synthetic cohort (if missing), train, evaluate, write docs/model_report.*
+COHORT ?= data/cohort
+model: $(STAMP)
+	test -f $(COHORT)/manifest.csv || $(VENV)/bin/mrrp synth --n 800 --seed 7 --out $(COHORT) --progress
+	$(PY) -m mrrp.train.report --cohort $(COHORT) --out assets/models/mrrp-demo

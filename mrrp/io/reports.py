@@ -1,0 +1,178 @@
+"""Read a free-text ultrasound or pathology report, from a file or pasted, into clean Unicode text.
+
+Accepts UTF-8 (with or without BOM), UTF-16/32 with a BOM, and Windows-1252/Latin-1 legacy exports; refuses
+what is not plain text (PDF, Word, images, DICOM, anything with NUL bytes), empty reports and reports over
+:data:`MAX_REPORT_BYTES`. Line endings are normalised to ``\\n``. Every failure a user can cause is a
+:class:`ReportError` with a one-sentence message meant for a clinician.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from mrrp.errors import InputError
+
+# A long pathology report is ~10 kB; 100 kB is ten times that, and bounds the encoder's work.
+MAX_REPORT_BYTES = 100_000
+
+# Share of control characters (other than tab/newline/form feed) above which decoded "text" is binary.
+_MAX_CONTROL_FRACTION = 0.01
+
+# A pasted single line that names a file rather than being report text (so a typo in a path is reported
+# as a missing file, not analysed as a one-sentence report).
+_PATH_SUFFIXES = (".txt", ".text", ".md", ".rtf", ".pdf", ".doc", ".docx", ".odt", ".csv", ".log", ".dat", ".hl7")
+_PATH_PREFIX = re.compile(r"^(?:/|~/|\./|\.\./|[A-Za-z]:[\\/]|\\\\)")
+
+_BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a Word document or ZIP archive"),
+    (b"\xd0\xcf\x11\xe0", "a legacy Word/Office document"),
+    (b"{\\rtf", "an RTF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+)
+# BOMs, longest first: the UTF-32-LE BOM starts with the UTF-16-LE one.
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+class ReportError(InputError):
+    """A report cannot be used."""
+
+
+class ReportNotFoundError(ReportError):
+    """The report file does not exist or is a folder."""
+
+
+class EmptyReportError(ReportError):
+    """The report has no text."""
+
+
+class UnsupportedReportFormatError(ReportError):
+    """The file is not plain text (PDF, Word, image, other binary)."""
+
+
+class ReportTooLargeError(ReportError):
+    """The report is larger than :data:`MAX_REPORT_BYTES`."""
+
+
+def _looks_like_path(text: str) -> bool:
+    candidate = text.strip()
+    if not candidate or "\n" in candidate or len(candidate) > 1024:
+        return False
+    return bool(_PATH_PREFIX.match(candidate)) or candidate.lower().endswith(_PATH_SUFFIXES)
+
+
+def _too_large(what: str, size_bytes: int, limit_bytes: int = MAX_REPORT_BYTES) -> ReportTooLargeError:
+    return ReportTooLargeError(
+        f"{what} is {size_bytes / 1000:.0f} kB, more than the {limit_bytes / 1000:g} kB limit for one report; "
+        "please submit a single report."
+    )
+
+
+def _decode(raw: bytes, what: str) -> str:
+    """Bytes → str: BOM first, then strict UTF-8, then Windows-1252, then Latin-1 (which never fails)."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw[len(bom) :].decode(encoding)
+            except UnicodeDecodeError:
+                raise UnsupportedReportFormatError(
+                    f"{what} claims to be {encoding.upper()} text but cannot be decoded; please save it as UTF-8 text."
+                ) from None
+    for magic, desc in _BINARY_MAGIC:
+        if raw.startswith(magic):
+            raise UnsupportedReportFormatError(
+                f"{what} is {desc}, not plain text; please copy the report text or save it as a .txt file."
+            )
+    if b"\0" in raw:
+        # UTF-16 without a BOM is rare in practice; NULs nearly always mean a binary file.
+        raise UnsupportedReportFormatError(
+            f"{what} is a binary file, not plain text; please copy the report text or save it as a .txt file."
+        )
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+def normalise_report_text(text: str, *, what: str = "The report", max_bytes: int | None = MAX_REPORT_BYTES) -> str:
+    """Validate and clean report text: NFC, ``\\n`` line endings, no BOM, no trailing spaces, stripped.
+
+    Raises :class:`ReportError` subclasses for empty text, binary content and text over ``max_bytes``
+    (UTF-8 encoded; None skips the check, e.g. when the file size was already checked).
+    """
+    if "\0" in text:
+        raise UnsupportedReportFormatError(
+            f"{what} contains binary data, not plain text; please copy the report text or save it as a .txt file."
+        )
+    if max_bytes is not None:
+        size_bytes = len(text.encode("utf-8", errors="surrogatepass"))
+        if size_bytes > max_bytes:
+            raise _too_large(what, size_bytes, max_bytes)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = text.replace("\f", "\n\n").replace("\ufeff", "")
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n")
+    if controls > _MAX_CONTROL_FRACTION * max(len(text), 1):
+        raise UnsupportedReportFormatError(
+            f"{what} looks like a binary file, not plain text; please copy the report text or save it as a .txt file."
+        )
+    if controls:
+        text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch) != "Cc")
+    # NFC: "é" typed and "e + combining accent" exported by some systems must tokenise the same.
+    text = unicodedata.normalize("NFC", text)
+    text = "\n".join(line.rstrip() for line in text.split("\n")).strip()
+    if not text:
+        raise EmptyReportError(f"{what} is empty; please paste the report text or choose the report file.")
+    return text
+
+
+def read_report(path_or_text: str | os.PathLike[str]) -> str:
+    """A report as clean text, from a file path (``PathLike``, or a ``str`` naming an existing file) or pasted text.
+
+    A ``str`` that is a single line ending in a document extension or starting like a path but names no file
+    raises :class:`ReportNotFoundError` rather than being analysed as a one-line report.
+    """
+    if isinstance(path_or_text, str):
+        candidate = path_or_text.strip()
+        is_file = False
+        if candidate and "\n" not in candidate and len(candidate) <= 4096:
+            try:
+                is_file = Path(candidate).expanduser().is_file()
+            except (OSError, ValueError):
+                is_file = False
+        if not is_file:
+            if _looks_like_path(path_or_text):
+                p = Path(candidate)
+                raise ReportNotFoundError(f"The report file '{p.name}' was not found at {p.parent}.")
+            return normalise_report_text(path_or_text, what="The pasted report")
+        path = Path(candidate).expanduser()
+    else:
+        path = Path(path_or_text)
+
+    what = f"The report file '{path.name}'"
+    if not path.exists():
+        raise ReportNotFoundError(f"{what} was not found at {path.parent}.")
+    if not path.is_file():
+        raise ReportNotFoundError(f"'{path.name}' is a folder, not a report file.")
+    size_bytes = path.stat().st_size
+    if size_bytes == 0:
+        raise EmptyReportError(f"{what} is empty (0 bytes); please choose the file that contains the report.")
+    if size_bytes > MAX_REPORT_BYTES:
+        raise _too_large(what, size_bytes)  # checked before reading: never load a large file to reject it
+    raw = path.read_bytes()
+    return normalise_report_text(_decode(raw, what), what=what, max_bytes=None)
