@@ -128,7 +128,9 @@ class SentenceEncoder:
             return out
         # Longest first: batches of similar length waste little compute on padding.
         order = sorted(range(n), key=lambda i: -len(sentences[i]))
-        with self._lock, torch.inference_mode():
+        from mrrp.features.encoders import torch_threads
+
+        with self._lock, torch.inference_mode(), torch_threads(1):
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 encodings = self._tokenizer.encode_batch([str(sentences[i]) for i in idx])

@@ -44,9 +44,13 @@ def member_log_risks(
     bundle: LoadedBundle, batch: dict[str, torch.Tensor], present: torch.Tensor | None = None
 ) -> np.ndarray:
     """(M, B) centred log-risk of every ensemble member."""
-    out = []
-    for m, offset in zip(bundle.models, bundle.member_offsets, strict=True):
-        out.append(m(batch, present)[0].double().numpy() - offset)
+    from mrrp.features.encoders import torch_threads
+
+    with torch_threads(1):
+        out = [
+            m(batch, present)[0].double().numpy() - offset
+            for m, offset in zip(bundle.models, bundle.member_offsets, strict=True)
+        ]
     return np.stack(out)
 
 
