@@ -140,7 +140,10 @@ def _cross_validate(model_cfg, batch, time, event, cfg, log):
         model, info = train_model(
             model_cfg, batch, time, event, train_idx, val_idx, cfg, seed=cfg.seed * 100 + i, log=log
         )
-        oof[val_idx] = predict(model, select(batch, val_idx))
+        # The Cox loss fixes a log-risk only up to a constant, different in every fold: centre each
+        # fold on its own training rows before pooling, or pooled C mixes fold offsets with risk.
+        offset = predict(model, select(batch, train_idx)).mean()
+        oof[val_idx] = predict(model, select(batch, val_idx)) - offset
         info["fold"] = i
         info["val_c"] = harrell_c(oof[val_idx], time[val_idx], event[val_idx])
         models.append(model)
