@@ -1,0 +1,98 @@
+"""End to end on a tiny synthetic cohort: synth → train (CV ensemble bundle) → evaluate → predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrrp.cli import main
+from mrrp.io.manifest import read_manifest, write_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("e2e")
+    cohort = root / "cohort"
+    assert main(["synth", "--n", "90", "--seed", "21", "--out", str(cohort), "--slide-size", "0.8x0.6", "--missing-rate", "0.1"]) == 0
+    model = root / "model"
+    cache = root / "cache"
+    assert main(["train", "--manifest", str(cohort / "manifest.csv"), "--out", str(model), "--folds", "3",
+                 "--max-epochs", "150", "--cache-dir", str(cache), "--json"]) == 0  # fmt: skip
+    return {"cohort": cohort, "model": model, "cache": cache}
+
+
+def test_bundle_is_complete_and_learned(trained: dict[str, Path]) -> None:
+    model = trained["model"]
+    names = {p.name for p in model.iterdir()}
+    assert {"config.json", "fold_0.pt", "fold_2.pt", "baseline.json", "cutoffs.json", "reference_risk.json",
+            "training_summary.json", "model_card.json", "checksums.json"} <= names  # fmt: skip
+    summary = json.loads((model / "training_summary.json").read_text())
+    assert summary["oof_harrell_c"] > 0.6, summary  # oracle on such cohorts is ~0.8
+    card = json.loads((model / "model_card.json").read_text())
+    assert "synthetic data" in card["notice"] and "not for clinical decisions" in card["notice"]
+    config = json.loads((model / "config.json").read_text())
+    assert config["encoders"]["text"]["name"] == "all-MiniLM-L6-v2"
+    assert len(config["encoders"]["tile"]["sha256"]) == 64
+
+
+def test_evaluate_reports_sksurv_metrics(trained: dict[str, Path], capsys) -> None:
+    rc = main(["evaluate", "--model", str(trained["model"]), "--manifest", str(trained["cohort"] / "manifest.csv"),
+               "--bootstrap", "30", "--cache-dir", str(trained["cache"]), "--json"])  # fmt: skip
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    for split in ("test", "external"):
+        r = result[split]
+        assert 0 <= r["harrell_c"] <= 1 and 0 <= r["uno_c"] <= 1
+        assert set(r["cindex_by_missing_pattern"]) == {"without_slide", "without_ultrasound", "without_path_report", "without_clinical"}
+        assert sum(r["group_counts"].values()) == r["n"]
+
+
+def test_predictions_have_intervals_and_groups(trained: dict[str, Path]) -> None:
+    from mrrp.model.bundle import load_bundle
+    from mrrp.model.predict import predict_cases
+    from mrrp.train.pipeline import load_cases
+
+    bundle = load_bundle(trained["model"])
+    rows = read_manifest(trained["cohort"] / "manifest.csv")[:6]
+    preds = predict_cases(bundle, load_cases(rows, trained["cache"]))
+    for p in preds:
+        lo, hi = p.log_risk_interval
+        assert lo <= p.log_risk <= hi
+        assert p.risk_group in ("low", "intermediate", "high")
+        assert 0 <= p.percentile <= 100
+        assert 0 <= p.recurrence["36"] <= p.recurrence["60"] <= p.recurrence["84"] <= 1
+        assert np.all(np.diff(p.survival) <= 1e-12) and p.survival[0] == pytest.approx(1.0)
+        assert p.compensated == [m for m, v in p.present.items() if not v]
+
+
+def test_bad_manifest_fails_before_any_work(trained: dict[str, Path], tmp_path: Path, capsys) -> None:
+    rows = [
+        {"patient_id": "A", "site": "x", "split": "train", "time_months": -1, "event": 1},
+        {"patient_id": "A", "site": "x", "split": "train", "time_months": 10, "event": 3},
+    ]
+    bad = write_manifest(rows, tmp_path / "bad.csv")
+    rc = main(["train", "--manifest", str(bad), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "2 bad row(s)" in err and "line 2" in err and "line 3" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_failed_training_keeps_the_good_bundle(trained: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    good = tmp_path / "bundle"
+    shutil.copytree(trained["model"], good)
+    before = (good / "checksums.json").read_text()
+    tiny = trained["cohort"] / "tiny.csv"  # beside the cohort, so its relative paths resolve
+    rows = read_manifest(trained["cohort"] / "manifest.csv")[:5]
+    text = (trained["cohort"] / "manifest.csv").read_text().splitlines()
+    tiny.write_text("\n".join(text[: len(rows) + 1]) + "\n")
+    # too few training patients: refused, and the existing bundle is untouched
+    rc = main(["train", "--manifest", str(tiny), "--out", str(good)])
+    assert rc == 2
+    assert (good / "checksums.json").read_text() == before
