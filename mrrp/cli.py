@@ -190,6 +190,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mrrp.io.manifest import read_manifest
+    from mrrp.model.bundle import load_bundle
+    from mrrp.model.predict import predict_cases
+    from mrrp.train.pipeline import load_cases
+
+    bundle = load_bundle(args.model)
+    rows = read_manifest(args.manifest, require_outcomes=False)
+    if args.patient:
+        rows = [r for r in rows if r.patient_id in set(args.patient)]
+        if not rows:
+            raise InputError(f"None of {', '.join(args.patient)} is in the manifest.")
+    preds = predict_cases(bundle, load_cases(rows, args.cache_dir))
+    notice = bundle.model_card.get("notice", "")
+    if args.json:
+        _print_json({"notice": notice, "predictions": [p.to_dict() for p in preds]})
+    else:
+        print(notice)
+        for p in preds:
+            lo, hi = p.recurrence_interval["60"]
+            gaps = f"; compensated: {', '.join(p.compensated)}" if p.compensated else ""
+            print(
+                f"{p.patient_id}: {p.risk_group} risk (percentile {p.percentile:.0f}), 5-year recurrence "
+                f"{100 * p.recurrence['60']:.0f}% ({100 * lo:.0f}–{100 * hi:.0f}%){gaps}"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
@@ -250,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cache-dir", default=None)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="risk, group, survival curve and 3/5/7-year recurrence for manifest patients")
+    r.add_argument("--model", required=True)
+    r.add_argument("--manifest", required=True, help="manifest CSV (outcome columns not needed)")
+    r.add_argument("--patient", action="append", help="only this patient id (repeatable)")
+    r.add_argument("--cache-dir", default=None)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_predict)
     return p
 
 

@@ -37,6 +37,11 @@ def oracle_by_split(cohort: Path) -> dict[str, float]:
     return out
 
 
+def _p(r: dict) -> str:
+    p = r.get("km_by_group", {}).get("logrank_p")
+    return "—" if p is None else f"{p:.2g}"
+
+
 def write_markdown(report: dict, path: Path) -> None:
     t, x = report["evaluation"].get("test", {}), report["evaluation"].get("external", {})
 
@@ -74,7 +79,7 @@ def write_markdown(report: dict, path: Path) -> None:
         f"| td-AUC 5 y | {auc(t, '60')} | {auc(x, '60')} |",
         f"| td-AUC 7 y | {auc(t, '84')} | {auc(x, '84')} |",
         f"| integrated Brier score | {ci(t, 'integrated_brier')} | {ci(x, 'integrated_brier')} |",
-        f"| log-rank p across risk groups | {t.get('km_by_group', {}).get('logrank_p')} | {x.get('km_by_group', {}).get('logrank_p')} |",
+        f"| log-rank p across risk groups | {_p(t)} | {_p(x)} |",
         "",
         "## C-index with one modality hidden from every patient (through compensation)",
         "",
