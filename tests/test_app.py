@@ -94,3 +94,13 @@ def test_local_folder_lists_slides(app: AppTest, testdata: Path, tmp_path: Path)
     assert not at.exception
     assert at.selectbox(key="slide_pick").options == ["small.svs"]
     assert "0.499 µm/pixel" in str(at.table[0].value)
+
+
+def test_demo_patient_is_one_click_away(app: AppTest) -> None:
+    at = app.run()
+    at.radio(key="slide_source").set_value("Demo patient").run()
+    assert not at.exception
+    options = at.selectbox(key="demo_pick").options
+    assert len(options) == 4  # five demo patients, one of them has no slide
+    assert any("Clearly high risk" in o for o in options) and any("Clearly low risk" in o for o in options)
+    assert "aperio" in str(at.table[0].value) and "0.25 µm/pixel" in str(at.table[0].value)
