@@ -267,13 +267,17 @@ def main() -> None:
     )
     if not md.exists():
         md.write_text(header)
-    with md.open("a") as fh:
-        fh.write(
-            f"| {summary['date']} | {summary['machine']} | {summary['n_tiles']} | {summary['read_tiles_per_s']} | "
-            f"{summary['naive_tiles_per_s']} | {summary['pipeline_tiles_per_s']} ({summary['pipeline_encoder']}) | "
-            f"{summary['pipeline_seconds']} | {summary['speedup_vs_naive']}x | {summary['pipeline_fp32_tiles_per_s']} | "
-            f"{summary['pipeline_peak_rss_mb']:.0f} | {summary['cached_seconds']} |\n"
-        )
+    row = (
+        f"| {summary['date']} | {summary['machine']} | {summary['n_tiles']} | {summary['read_tiles_per_s']} | "
+        f"{summary['naive_tiles_per_s']} | {summary['pipeline_tiles_per_s']} ({summary['pipeline_encoder']}) | "
+        f"{summary['pipeline_seconds']} | {summary['speedup_vs_naive']}x | {summary['pipeline_fp32_tiles_per_s']} | "
+        f"{summary['pipeline_peak_rss_mb']:.0f} | {summary['cached_seconds']} |"
+    )
+    # Insert after the table's last row: other benchmarks append their own lines below the table.
+    lines = md.read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if line.startswith("|"))
+    lines.insert(last + 1, row)
+    md.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
