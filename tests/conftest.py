@@ -82,3 +82,16 @@ def known_tissue_slide(tmp_path: Path) -> tuple[Path, dict]:
     box = (448, 448, 448 + 5 * 448, 448 + 3 * 448)
     path = write_tiff_slide(tmp_path / "known.tiff", tissue_image(4000, 3000, [box]), mpp=0.5)
     return path, {"box": box, "n_tiles": 15, "area_mm2": (5 * 448 * 0.5e-3) * (3 * 448 * 0.5e-3)}
+
+
+def damage_level(path: Path, level: int) -> None:
+    """Zero the compressed tile data of one pyramid level, leaving the TIFF structure intact."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[level]
+        spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
+    data = bytearray(path.read_bytes())
+    for offset, count in spans:
+        data[offset : offset + count] = bytes(count)
+    path.write_bytes(bytes(data))

@@ -12,8 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import tifffile
-from conftest import tissue_image, write_tiff_slide
+from conftest import damage_level, tissue_image, write_tiff_slide
 from PIL import Image
 
 from mrrp import __version__
@@ -44,17 +43,6 @@ def assert_one_line_input_error(code: int, out: str, err: str, *fragments: str) 
 
 def _h5_and_part_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in (".h5", ".part")) if folder.exists() else []
-
-
-def _damage_level(path: Path, level: int) -> None:
-    """Zero the compressed tile data of one pyramid level, leaving the TIFF structure intact."""
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[level]
-        spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
-    data = bytearray(path.read_bytes())
-    for offset, count in spans:
-        data[offset : offset + count] = bytes(count)
-    path.write_bytes(bytes(data))
 
 
 # -- slide-info -------------------------------------------------------------------------------
@@ -324,7 +312,7 @@ def test_failed_features_run_leaves_no_output(capsys, known_tissue_slide, testda
 
     # Opens, then fails halfway through reading tiles (the tile level is damaged).
     slide, _ = known_tissue_slide
-    _damage_level(slide, level=1)
+    damage_level(slide, level=1)
     code, out, err = run_cli(capsys, "features", slide, "--out", out_dir / "b.h5", "--json", "--cache-dir", cache)
     assert_one_line_input_error(code, out, err, "known.tiff", "damaged")
 

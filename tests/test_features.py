@@ -11,9 +11,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import tifffile
 import torch
-from conftest import PINK, PURPLE, tissue_image, write_tiff_slide
+from conftest import PINK, PURPLE, damage_level, tissue_image, write_tiff_slide
 from PIL import Image
 
 from mrrp.errors import CorruptSlideError, InputError, MissingMppError
@@ -113,17 +112,6 @@ def _write_torchscript(tmp_path: Path, module_cls: type[torch.nn.Module], stem: 
     if meta is not None:
         (tmp_path / f"{stem}.json").write_text(json.dumps(meta))
     return pt
-
-
-def _damage_level(path: Path, level: int) -> None:
-    """Zero the compressed tile data of one pyramid level, leaving the TIFF structure intact."""
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[level]
-        spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
-    data = bytearray(path.read_bytes())
-    for offset, count in spans:
-        data[offset : offset + count] = bytes(count)
-    path.write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="module")
@@ -600,7 +588,7 @@ def test_truncated_slide_is_a_corrupt_slide_error(tmp_path, encoder):
 def test_damaged_tile_data_fails_during_analysis_and_caches_nothing(known_tissue_slide, tmp_path):
     path, _ = known_tissue_slide
     # Default tiles (448 level-0 px -> 224 px) are read from level 1; the mask from level 2.
-    _damage_level(path, level=1)
+    damage_level(path, level=1)
     cache = FeatureCache(tmp_path / "cache")
     with open_slide(path) as slide:  # the smallest level is intact, so the slide opens
         assert slide.info.level_count == 3
