@@ -40,3 +40,6 @@ COHORT ?= data/cohort
 model: $(STAMP)
 	test -f $(COHORT)/manifest.csv || $(VENV)/bin/mrrp synth --n 800 --seed 7 --out $(COHORT) --progress
 	$(PY) -m mrrp.train.report --cohort $(COHORT) --out assets/models/mrrp-demo
+	$(PY) -m mrrp.train.ablations --manifest $(COHORT)/manifest.csv --out docs/ablations.json
+	$(PY) -m mrrp.train.gbsg2 --out docs/gbsg2.json
+	$(PY) -m mrrp.train.report --merge docs/ablations.json docs/gbsg2.json
