@@ -73,11 +73,29 @@ def run_variant(
     return out
 
 
-def run_ablations(
-    manifest: str | Path, *, folds: int = 3, seed: int = 0, cache_dir: str | None = None, log: Log | None = None
-) -> dict:
-    from mrrp.train.gbsg2 import coxph_fold
+def coxph_scores(
+    cases, time: np.ndarray, event: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, alpha: float = 0.01
+) -> np.ndarray:
+    """Log-risk of ``test_idx`` from scikit-survival CoxPH (ridge ``alpha``) on the clinical design of ``train_idx``."""
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+    from sksurv.util import Surv
 
+    from mrrp.train.gbsg2 import clinical_design
+
+    x, _ = clinical_design(cases, train_idx)
+    y = Surv.from_arrays(event[train_idx].astype(bool), time[train_idx])
+    return CoxPHSurvivalAnalysis(alpha=alpha, ties="efron").fit(x[train_idx], y).predict(x[test_idx])
+
+
+def run_ablations(
+    manifest: str | Path,
+    *,
+    folds: int = 3,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    log: Log | None = None,
+    partial_out: Path | None = None,
+) -> dict:
     t0 = time.perf_counter()
     rows = read_manifest(manifest)
     data: dict = {}
@@ -98,6 +116,8 @@ def run_ablations(
 
     def record(name: str, result: dict) -> None:
         report["variants"][name] = result
+        if partial_out is not None:  # a late failure must not lose half an hour of training
+            partial_out.write_text(json.dumps(report, indent=2, default=float) + "\n")
         if log:
             log(f"{name}: test C {result['c_test']:.3f}, external C {result['c_external']:.3f}")
 
@@ -123,11 +143,13 @@ def run_ablations(
         record(f"only_{m}", run_variant(default_model_config(), data, only, train_cfg))
         record(f"without_{m}", run_variant(default_model_config(), data, ~only, train_cfg))
 
-    # Classical baseline: CoxPH on the clinical fields, fitted on the training split.
+    # Classical baseline: CoxPH on the clinical fields, fitted on the training split. A small ridge
+    # penalty: patients without a record make every "unknown" indicator collinear, and the
+    # unpenalised Newton steps diverge on that design.
     time_all, event_all = np.concatenate(all_time), np.concatenate(all_event)
     cox = {}
     for split in ("test", "external"):
-        scores, _ = coxph_fold(all_cases, time_all, event_all, split_idx["train"], split_idx[split])
+        scores = coxph_scores(all_cases, time_all, event_all, split_idx["train"], split_idx[split])
         cox[f"c_{split}"] = harrell_c(scores, data[split]["time"], data[split]["event"])
     report["clinical_coxph"] = cox
     singles = {m: report["variants"][f"only_{m}"]["c_test"] for m in MODALITIES}
@@ -155,10 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    partial = Path(args.out).with_suffix(".partial.json")
     report = run_ablations(
-        args.manifest, folds=args.folds, seed=args.seed, log=lambda m: print(m, file=sys.stderr, flush=True)
+        args.manifest,
+        folds=args.folds,
+        seed=args.seed,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        partial_out=partial,
     )
     Path(args.out).write_text(json.dumps(report, indent=2, default=float) + "\n")
+    partial.unlink(missing_ok=True)
     return 0
 
 
