@@ -73,20 +73,6 @@ def run_variant(
     return out
 
 
-def coxph_scores(
-    cases, time: np.ndarray, event: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray, alpha: float = 0.01
-) -> np.ndarray:
-    """Log-risk of ``test_idx`` from scikit-survival CoxPH (ridge ``alpha``) on the clinical design of ``train_idx``."""
-    from sksurv.linear_model import CoxPHSurvivalAnalysis
-    from sksurv.util import Surv
-
-    from mrrp.train.gbsg2 import clinical_design
-
-    x, _ = clinical_design(cases, train_idx)
-    y = Surv.from_arrays(event[train_idx].astype(bool), time[train_idx])
-    return CoxPHSurvivalAnalysis(alpha=alpha, ties="efron").fit(x[train_idx], y).predict(x[test_idx])
-
-
 def run_ablations(
     manifest: str | Path,
     *,
@@ -96,6 +82,8 @@ def run_ablations(
     log: Log | None = None,
     partial_out: Path | None = None,
 ) -> dict:
+    from mrrp.train.gbsg2 import coxph_fold
+
     t0 = time.perf_counter()
     rows = read_manifest(manifest)
     data: dict = {}
@@ -149,7 +137,7 @@ def run_ablations(
     time_all, event_all = np.concatenate(all_time), np.concatenate(all_event)
     cox = {}
     for split in ("test", "external"):
-        scores = coxph_scores(all_cases, time_all, event_all, split_idx["train"], split_idx[split])
+        scores, _ = coxph_fold(all_cases, time_all, event_all, split_idx["train"], split_idx[split], alpha=0.01)
         cox[f"c_{split}"] = harrell_c(scores, data[split]["time"], data[split]["event"])
     report["clinical_coxph"] = cox
     singles = {m: report["variants"][f"only_{m}"]["c_test"] for m in MODALITIES}

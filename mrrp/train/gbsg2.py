@@ -183,15 +183,20 @@ def clinical_design(cases: list[CaseFeatures], train_idx: np.ndarray) -> tuple[n
 
 
 def coxph_fold(
-    cases: list[CaseFeatures], time: np.ndarray, event: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray
+    cases: list[CaseFeatures],
+    time: np.ndarray,
+    event: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    alpha: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
-    """Unpenalised Efron CoxPH fitted on ``train_idx``: (log-risk of ``test_idx``, coefficients)."""
+    """Efron CoxPH (ridge ``alpha``; 0 = unpenalised) fitted on ``train_idx``: (log-risk of ``test_idx``, coefficients)."""
     from sksurv.linear_model import CoxPHSurvivalAnalysis
     from sksurv.util import Surv
 
     x, names = clinical_design(cases, train_idx)
     y = Surv.from_arrays(event[train_idx].astype(bool), time[train_idx])
-    model = CoxPHSurvivalAnalysis(alpha=0.0, ties="efron").fit(x[train_idx], y)
+    model = CoxPHSurvivalAnalysis(alpha=alpha, ties="efron").fit(x[train_idx], y)
     return model.predict(x[test_idx]), dict(zip(names, map(float, model.coef_), strict=True))
 
 
