@@ -53,3 +53,14 @@ def test_single_modality_variants_see_only_their_modality() -> None:
     clinical = run_variant(default_model_config(), data, np.array([False, False, False, True]), cfg)
     assert slide["c_test"] > 0.65
     assert abs(clinical["c_test"] - 0.5) < 0.12  # noise only: no better than chance
+
+
+def test_missing_patterns_cover_every_nonempty_subset() -> None:
+    from mrrp.train.ablations import missing_pattern_masks, pattern_name
+
+    masks = missing_pattern_masks()
+    assert len(masks) == 15 and len({tuple(m) for m in masks}) == 15
+    assert masks[0].all() and pattern_name(masks[0]) == "all_present"
+    names = [pattern_name(m) for m in masks]
+    assert {"without_slide", "without_ultrasound", "without_path_report", "without_clinical"} <= set(names)
+    assert "only_clinical" in names and "only_slide+clinical" in names

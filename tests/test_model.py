@@ -105,6 +105,44 @@ def test_zero_and_mean_fill_ablations_run(batch) -> None:
         assert torch.isfinite(model(batch)[0]).all()
 
 
+def test_aux_heads_read_only_their_modality_and_get_gradients(batch) -> None:
+    from mrrp.train.trainer import TrainConfig, modality_losses
+
+    model = MRRP(_cfg(aux_heads=True))
+    model.eval()
+    _, aux = model(batch)
+    per_modality = aux["modality_log_risk"]
+    assert per_modality.shape == (7, len(MODALITIES))
+    changed = dict(batch)
+    changed["path_report"] = torch.randn_like(batch["path_report"])  # only the pathology report's tokens change
+    _, aux2 = model(changed)
+    diff = (aux2["modality_log_risk"] - per_modality).abs().amax(dim=0)
+    assert diff[MODALITIES.index("path_report")] > 1e-4
+    assert torch.all(diff[[MODALITIES.index(m) for m in MODALITIES if m != "path_report"]] < 1e-6)
+    model.train()
+    _, aux = model(batch)
+    loss = modality_losses(
+        aux["modality_log_risk"], batch["present"], torch.arange(7.0, dtype=torch.float64) + 1,
+        torch.ones(7, dtype=torch.bool), TrainConfig(),
+    )  # fmt: skip
+    loss.backward()
+    assert all(h[1].weight.grad.abs().sum() > 0 for h in model.aux_head)
+
+
+def test_tile_dropout_hides_tiles_but_keeps_one() -> None:
+    from mrrp.train.trainer import drop_tiles
+
+    rng = np.random.default_rng(2)
+    cases = [_case(rng, f"P{i}") for i in range(20)] + [_case(rng, "X", (False, True, True, True))]
+    b = collate(cases)
+    out = drop_tiles(b, 0.9, torch.Generator().manual_seed(0))
+    kept, real = out["tiles_mask"], b["tiles_mask"]
+    assert not (kept & ~real).any()  # never reveals padding
+    assert kept[:20].any(dim=1).all() and not kept[20].any()  # every slide keeps a tile; no slide stays empty
+    assert kept.sum() < 0.4 * real.sum()
+    assert torch.equal(b["tiles_mask"], real)  # the input batch is untouched
+
+
 def test_modality_dropout_keeps_one() -> None:
     present = torch.ones(200, 4, dtype=torch.bool)
     present[:50, 1:] = False

@@ -68,6 +68,11 @@ def test_predictions_have_intervals_and_groups(trained: dict[str, Path]) -> None
         assert 0 <= p.recurrence["36"] <= p.recurrence["60"] <= p.recurrence["84"] <= 1
         assert np.all(np.diff(p.survival) <= 1e-12) and p.survival[0] == pytest.approx(1.0)
         assert p.compensated == [m for m, v in p.present.items() if not v]
+    # the reference risk groups' Kaplan–Meier curves travel with the bundle, one per training tertile
+    km = bundle.reference_km["curves"]
+    assert set(km) == {"low", "intermediate", "high"}
+    assert sum(c["n"] for c in km.values()) == len(bundle.reference_risk)
+    assert all(np.all(np.diff(c["survival"]) <= 1e-12) for c in km.values())
 
 
 def test_bad_manifest_fails_before_any_work(trained: dict[str, Path], tmp_path: Path, capsys) -> None:

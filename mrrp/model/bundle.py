@@ -6,6 +6,7 @@
                            member (on that member's centred log-risk) and one for the ensemble mean
     cutoffs.json           risk-group cut-offs fixed on training data
     reference_risk.json    ensemble log-risk of every training patient (for percentiles)
+    reference_km.json      Kaplan–Meier curve of each training risk group (drawn under a patient's curve)
     training_summary.json  folds, epochs, out-of-fold C-index, counts
     model_card.json        intended use, data, metrics, limitations
     checksums.json         sha256 of every other file
@@ -54,6 +55,7 @@ def write_bundle(
     reference_risk: np.ndarray,
     training_summary: dict,
     model_card: dict,
+    reference_km: dict | None = None,
 ) -> Path:
     import torch
 
@@ -77,6 +79,8 @@ def write_bundle(
         )  # fmt: skip
         (partial / "cutoffs.json").write_text(json.dumps(cutoffs.to_dict(), indent=2) + "\n")
         (partial / "reference_risk.json").write_text(json.dumps([round(float(v), 6) for v in reference_risk]) + "\n")
+        if reference_km is not None:
+            (partial / "reference_km.json").write_text(json.dumps(reference_km, default=float) + "\n")
         (partial / "training_summary.json").write_text(json.dumps(training_summary, indent=2, default=float) + "\n")
         (partial / "model_card.json").write_text(json.dumps(model_card, indent=2, default=float) + "\n")
         sums = {p.name: _sha256(p) for p in sorted(partial.iterdir()) if p.is_file()}
@@ -111,6 +115,7 @@ class LoadedBundle:
     training_summary: dict
     model_card: dict
     checksum: str
+    reference_km: dict | None = None  # {"curves": {group: {n, events, time_months, survival}}, "logrank_p"}
 
 
 def verify_bundle(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -165,4 +170,5 @@ def load_bundle(path: str | os.PathLike[str]) -> LoadedBundle:
         training_summary=json.loads((p / "training_summary.json").read_text()),
         model_card=json.loads((p / "model_card.json").read_text()),
         checksum=bundle_checksum(p),
+        reference_km=json.loads((p / "reference_km.json").read_text()) if "reference_km.json" in sums else None,
     )

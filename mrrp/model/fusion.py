@@ -36,6 +36,10 @@ class FusionConfig:
     query_strategy: str = "learned"  # "learned" | "pathology" | "clinical"
     conditioned_compensation: bool = True
     absent_fill: str = "compensation"  # "compensation" | "zero" | "mean" (ablations)
+    # Deep supervision: a linear Cox head on each modality's own summary, trained alongside the fused
+    # head (TrainConfig.aux_weight) so every branch learns a prognostic summary of its own instead of
+    # leaning on whichever modality is easiest; its outputs are also reported per modality.
+    aux_heads: bool = False
     n_numeric: int = 8
     categorical_sizes: tuple[int, ...] = (2, 2, 4, 2, 2, 2)
 
@@ -127,6 +131,9 @@ class MRRP(nn.Module):
         self.inter_cross = nn.MultiheadAttention(d, cfg.heads, dropout=cfg.dropout, batch_first=True)
         self.inter_norm = nn.LayerNorm(d)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        self.aux_head = (
+            nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1)) for _ in MODALITIES) if cfg.aux_heads else None
+        )
 
     # -- per-modality tokens ----------------------------------------------------------------------
     def modality_tokens(self, batch: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -173,7 +180,13 @@ class MRRP(nn.Module):
         fused, inter_w = self.inter_cross(query, tokens, tokens, need_weights=True, average_attn_weights=True)
         fused = self.inter_norm(query + fused).mean(dim=1)  # (B, d)
         log_risk = self.head(fused).squeeze(-1)  # (B,)
-        return log_risk, {"intra": intra_weights, "inter": inter_w, "present": present}
+        aux: dict[str, object] = {"intra": intra_weights, "inter": inter_w, "present": present}
+        if self.aux_head is not None:
+            # (B, M): each modality's own log-risk from its summary (meaningful only where present)
+            aux["modality_log_risk"] = torch.stack(
+                [h(summary[:, m].mean(dim=1)).squeeze(-1) for m, h in enumerate(self.aux_head)], dim=1
+            )
+        return log_risk, aux
 
     def _fill_absent(self, summary: torch.Tensor, present: torch.Tensor, present_f: torch.Tensor) -> torch.Tensor:
         b, n_mod, q, d = summary.shape

@@ -56,6 +56,7 @@ def fit_ensemble(
     """CV fold models + what a bundle needs from them."""
     from mrrp.model.batch import collate
     from mrrp.model.survival import breslow_baseline, fit_risk_cutoffs
+    from mrrp.train.metrics import km_by_group
 
     batch = collate(cases)
     models, oof, infos = cross_validate(model_cfg, batch, time, event, train_cfg, log=log)
@@ -64,6 +65,7 @@ def fit_ensemble(
     centred = member - offsets[:, None]
     baselines = [breslow_baseline(centred[k], time, event) for k in range(len(models))]
     ens = centred.mean(axis=0)
+    cutoffs = fit_risk_cutoffs(ens, method="tertiles")
     return {
         "models": models,
         "oof": oof,
@@ -71,8 +73,9 @@ def fit_ensemble(
         "offsets": offsets,
         "baselines": baselines,
         "ensemble_baseline": breslow_baseline(ens, time, event),
-        "cutoffs": fit_risk_cutoffs(ens, method="tertiles"),
+        "cutoffs": cutoffs,
         "reference_risk": ens,
+        "reference_km": km_by_group(cutoffs.group(ens), time, event),
     }
 
 
@@ -141,7 +144,7 @@ def train_bundle(
     write_bundle(
         out, models=fit["models"], config=config, baselines=fit["baselines"], ensemble_baseline=fit["ensemble_baseline"],
         member_offsets=list(fit["offsets"]), cutoffs=fit["cutoffs"], reference_risk=fit["reference_risk"],
-        training_summary=summary, model_card=card,
+        training_summary=summary, model_card=card, reference_km=fit["reference_km"],
     )  # fmt: skip
     return summary
 

@@ -32,6 +32,11 @@ class TrainConfig:
     eval_every: int = 5
     ties: str = "efron"
     seed: int = 0
+    # Weight of the per-modality Cox losses (needs FusionConfig.aux_heads); 0 = fused loss only.
+    aux_weight: float = 0.0
+    # Fraction of each patient's tiles hidden at every training step (at least one kept): the usual
+    # instance-dropout augmentation of multiple-instance learning, so no single tile decides the risk.
+    tile_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,8 +82,11 @@ def train_model(
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         present = modality_dropout(tb["present"], cfg.modality_dropout, gen)
-        log_risk, _ = model(tb, present)
+        step_batch = drop_tiles(tb, cfg.tile_dropout, gen) if cfg.tile_dropout > 0 else tb
+        log_risk, aux = model(step_batch, present)
         loss = cox_partial_nll(log_risk.double(), t_time, t_event, ties=cfg.ties)
+        if cfg.aux_weight > 0 and "modality_log_risk" in aux:
+            loss = loss + cfg.aux_weight * modality_losses(aux["modality_log_risk"], tb["present"], t_time, t_event, cfg)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -101,6 +109,30 @@ def train_model(
     if log:
         log(f"trained: best epoch {info['best_epoch']}, validation C {info['best_val_c']}")
     return model, info
+
+
+def drop_tiles(batch: dict[str, torch.Tensor], p: float, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The batch with a random fraction ``p`` of each patient's tiles masked out (at least one kept)."""
+    mask = batch["tiles_mask"]
+    keep = mask & (torch.rand(mask.shape, generator=gen) >= p)
+    lost_all = mask.any(dim=1) & ~keep.any(dim=1)
+    if lost_all.any():
+        first = mask.float().argmax(dim=1)  # a real tile of each row
+        keep[lost_all, first[lost_all]] = True
+    return {**batch, "tiles_mask": keep}
+
+
+def modality_losses(
+    modality_log_risk: torch.Tensor, present: torch.Tensor, time: torch.Tensor, event: torch.Tensor, cfg: TrainConfig
+) -> torch.Tensor:
+    """Mean Cox loss of the per-modality heads, each over the patients that have the modality."""
+    losses = []
+    for m in range(modality_log_risk.shape[1]):
+        rows = present[:, m]
+        if int(event[rows].sum()) < 2:
+            continue
+        losses.append(cox_partial_nll(modality_log_risk[rows, m].double(), time[rows], event[rows], ties=cfg.ties))
+    return torch.stack(losses).mean() if losses else modality_log_risk.sum() * 0.0
 
 
 def stratified_folds(event: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
