@@ -218,6 +218,51 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from mrrp.dashboard.models import BUNDLED_MODEL_DIR
+    from mrrp.explain.explain import explain_case
+    from mrrp.explain.render import (
+        find_patient,
+        heatmap_figure_png,
+        read_us_images,
+        slide_heatmap,
+        summary_lines,
+        write_png,
+    )
+    from mrrp.features.case import case_features
+    from mrrp.model.bundle import load_bundle
+    from mrrp.ui import NOTICE
+
+    if not (2 <= args.ig_steps <= 512):
+        raise InputError("--ig-steps must be between 2 and 512.")
+    if args.heatmap and Path(args.heatmap).suffix.lower() != ".png":
+        raise InputError(f"The heatmap '{Path(args.heatmap).name}' must end in .png.")
+    if args.heatmap and not Path(args.heatmap).parent.exists():
+        raise InputError(f"The output folder '{Path(args.heatmap).parent}' does not exist.")
+    bundle = load_bundle(args.model or BUNDLED_MODEL_DIR)
+    row = find_patient(args.manifest, args.case)
+    try:
+        case = case_features(row, cache_dir=args.cache_dir)
+    except InputError as exc:
+        raise InputError(f"Patient {row.patient_id}: {exc}") from exc
+    images = read_us_images(row) if args.ultrasound_overlay else None
+    explanation = explain_case(bundle, case, us_images=images, ig_steps=args.ig_steps)
+    if args.heatmap:
+        if row.slide_path is None:
+            raise InputError(f"Patient {row.patient_id} has no slide, so there is no slide heatmap.")
+        result, _ = slide_heatmap(row.slide_path, explanation, args.scores, slide_mpp=row.slide_mpp)
+        title = f"{row.patient_id}: {'Integrated Gradients' if args.scores == 'ig' else 'attention'} per tile"
+        write_png(args.heatmap, heatmap_figure_png(result, title))
+    if args.json:
+        _print_json({"notice": NOTICE, "explanation": explanation.to_dict()})
+    else:
+        print(NOTICE)
+        print("\n".join(summary_lines(explanation)))
+        if args.heatmap:
+            print(f"slide heatmap -> {args.heatmap}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
@@ -286,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", default=None)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("explain", help="why one patient's risk is what it is: modalities, tiles, fields, sentences")
+    x.add_argument("--manifest", required=True, help="manifest CSV (outcome columns not needed)")
+    x.add_argument("--case", required=True, help="patient_id of the patient to explain")
+    x.add_argument("--model", default=None, help="model bundle folder (default: the bundled mrrp-demo)")
+    x.add_argument("--heatmap", default=None, help="also write the slide heatmap to this .png")
+    x.add_argument("--scores", choices=("ig", "attention"), default="ig", help="tile scores drawn by --heatmap")
+    x.add_argument("--ultrasound-overlay", action="store_true", help="also compute Grad-CAM on the ultrasound images")
+    x.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
+    x.add_argument("--cache-dir", default=None)
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=cmd_explain)
     return p
 
 

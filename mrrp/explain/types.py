@@ -50,6 +50,12 @@ class Explanation:
     # mrrp.io.ultrasound.read_ultrasound; filled only when the images themselves are given
     us_overlays: list[np.ndarray] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    # share of the inter-modality attention that went to absent modalities' compensation tokens (0..1);
+    # attention_share above is renormalised over the present modalities
+    attention_to_compensation: float = 0.0
+    methods: dict[str, str] = field(default_factory=dict)  # how each part was computed (baselines, combination)
+    # |sum of IG attributions - (f(input) - f(baseline))| per IG part ("tiles", "clinical"), log-risk units
+    completeness_error: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready (arrays to lists; ultrasound overlays summarised by shape only)."""

@@ -132,7 +132,9 @@ class MRRP(nn.Module):
         self.inter_norm = nn.LayerNorm(d)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
         self.aux_head = (
-            nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1)) for _ in MODALITIES) if cfg.aux_heads else None
+            nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1)) for _ in MODALITIES)
+            if cfg.aux_heads
+            else None
         )
 
     # -- per-modality tokens ----------------------------------------------------------------------

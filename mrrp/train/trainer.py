@@ -86,7 +86,9 @@ def train_model(
         log_risk, aux = model(step_batch, present)
         loss = cox_partial_nll(log_risk.double(), t_time, t_event, ties=cfg.ties)
         if cfg.aux_weight > 0 and "modality_log_risk" in aux:
-            loss = loss + cfg.aux_weight * modality_losses(aux["modality_log_risk"], tb["present"], t_time, t_event, cfg)
+            loss = loss + cfg.aux_weight * modality_losses(
+                aux["modality_log_risk"], tb["present"], t_time, t_event, cfg
+            )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
