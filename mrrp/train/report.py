@@ -164,6 +164,25 @@ def merge_extras(docs: Path, ablations: Path, gbsg2: Path) -> dict:
         f"| {k.replace('_', ' ')} | {comp[k]:.3f} | {zero.get(k, float('nan')):.3f} | {mean.get(k, float('nan')):.3f} |"
         for k in comp
     ]
+    ceil = abl.get("ceilings", {})
+    if ceil:
+        only = {m: abl["variants"].get(f"only_{m}", {}) for m in ceil}
+        lines += [
+            "",
+            "Where the signal is lost (`mrrp.train.ceilings`; ridge CoxPH on the training split): a perfect reader of the "
+            "generator's own measurements of the modality, a linear probe of the frozen encoder features the model gets "
+            "(mean-pooled, PCA), and the trained single-modality model:",
+            "",
+            "| modality | perfect reader (test / external) | linear probe of frozen features | MRRP, this modality only |",
+            "|---|---|---|---|",
+        ]
+        for m, c in ceil.items():
+            pr, lp = c.get("perfect_reader", {}), c.get("linear_probe", {})
+            lines.append(
+                f"| {m} | {pr.get('test', float('nan')):.3f} / {pr.get('external', float('nan')):.3f} "
+                f"| {lp.get('test', float('nan')):.3f} / {lp.get('external', float('nan')):.3f} "
+                f"| {only[m].get('c_test', float('nan')):.3f} / {only[m].get('c_external', float('nan')):.3f} |"
+            )
     lines += [
         "",
         f"GBSG2 (686 real patients, clinical path alone, 5-fold CV, `python -m mrrp.train.gbsg2`): "
