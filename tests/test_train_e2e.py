@@ -101,3 +101,24 @@ def test_failed_training_keeps_the_good_bundle(trained: dict[str, Path], tmp_pat
     rc = main(["train", "--manifest", str(tiny), "--out", str(good)])
     assert rc == 2
     assert (good / "checksums.json").read_text() == before
+
+
+def test_missing_pattern_that_leaves_nobody_is_reported_as_undefined(trained: dict[str, Path]) -> None:
+    """A record-only cohort: hiding the record leaves no input at all, so that pattern has no C-index."""
+    from dataclasses import replace
+
+    from mrrp.model.bundle import load_bundle
+    from mrrp.train.evaluate import evaluate_split
+    from mrrp.train.pipeline import load_cases
+
+    rows = [r for r in read_manifest(trained["cohort"] / "manifest.csv") if r.clinical is not None][:30]
+    cases = [
+        replace(c, tiles=c.tiles[:0], tile_coords_l0=c.tile_coords_l0[:0], us_images=c.us_images[:0],
+                us_report=c.us_report[:0], path_report=c.path_report[:0])
+        for c in load_cases(rows, trained["cache"])
+    ]  # fmt: skip
+    t = np.array([r.time_months for r in rows], float)
+    e = np.array([r.event for r in rows], int)
+    out = evaluate_split(load_bundle(trained["model"]), cases, t, e, t, e, n_boot=5)
+    assert out["cindex_by_missing_pattern"]["without_clinical"] is None
+    assert 0 <= out["cindex_by_missing_pattern"]["without_slide"] <= 1

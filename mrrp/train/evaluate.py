@@ -67,12 +67,15 @@ def evaluate_split(
     for j, m in enumerate(MODALITIES):
         present = base_present.clone()
         present[:, j] = False
-        keep = present.any(dim=1)
+        keep = present.any(dim=1).numpy()
+        if keep.sum() < 2 or event[keep].sum() == 0:
+            # Nobody (or no recurrence) is left with any input once this modality is hidden: the
+            # C-index is undefined for this pattern, reported as None rather than a number.
+            patterns[f"without_{m}"] = None
+            continue
         lr_m = _scores(bundle, cases, present)["log_risk"]
         patterns[f"without_{m}"] = float(
-            point_metrics(lr_m[keep.numpy()], time[keep.numpy()], event[keep.numpy()], train_time, train_event)[
-                "harrell_c"
-            ]
+            point_metrics(lr_m[keep], time[keep], event[keep], train_time, train_event)["harrell_c"]
         )
     out["cindex_by_missing_pattern"] = patterns
     return out

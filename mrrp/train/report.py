@@ -37,6 +37,10 @@ def oracle_by_split(cohort: Path) -> dict[str, float]:
     return out
 
 
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
 def _p(r: dict) -> str:
     p = r.get("km_by_group", {}).get("logrank_p")
     return "—" if p is None else f"{p:.2g}"
@@ -88,7 +92,8 @@ def write_markdown(report: dict, path: Path) -> None:
     ]
     for k in t.get("cindex_by_missing_pattern", {}):
         lines.append(
-            f"| {k.replace('_', ' ')} | {t['cindex_by_missing_pattern'][k]:.3f} | {x.get('cindex_by_missing_pattern', {}).get(k, float('nan')):.3f} |"
+            f"| {k.replace('_', ' ')} | {_num(t['cindex_by_missing_pattern'][k])} "
+            f"| {_num(x.get('cindex_by_missing_pattern', {}).get(k))} |"
         )
     lines += [
         "",
