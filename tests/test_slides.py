@@ -177,3 +177,25 @@ def test_fingerprint_tracks_content(tmp_path: Path) -> None:
     small2 = tmp_path / "s2.bin"
     small2.write_bytes(payload[:999] + b"x")
     assert slide_fingerprint(small) != slide_fingerprint(small2)  # small files hashed whole
+
+
+def test_thumbnail_of_a_flat_slide_reads_in_strips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pyramid level near the thumbnail size: the level is read strip by strip, never whole."""
+    import mrrp.io.slides as slides
+
+    path = write_tiff_slide(tmp_path / "flat.tiff", tissue_image(3000, 2000, [(300, 300, 2500, 1700)]), levels=1)
+    with open_slide(path) as slide:
+        whole, ds_whole = slide.thumbnail(300)
+        reads: list[tuple[int, int]] = []
+        original = slide.read_region
+
+        def spy(loc, level, size):
+            reads.append(size)
+            return original(loc, level, size)
+
+        monkeypatch.setattr(slides, "THUMBNAIL_STRIP_PIXELS", 400_000)
+        monkeypatch.setattr(slide, "read_region", spy)
+        strips, ds_strips = slide.thumbnail(300)
+    assert strips.shape == whole.shape == (200, 300, 3) and ds_strips == pytest.approx(ds_whole)
+    assert len(reads) > 10 and max(w * h for w, h in reads) <= 400_000 // 4 + 3000
+    assert np.abs(strips.astype(int) - whole.astype(int)).mean() < 3  # the same picture

@@ -34,6 +34,8 @@ from mrrp.errors import (
 # A plain image is decoded whole into RGBA by ImageSlide: 4 bytes per pixel. 150 Mpx is
 # ~600 MB, the most we accept on a laptop; anything larger must be a pyramidal slide.
 MAX_PLAIN_IMAGE_PIXELS = 150_000_000
+# A thumbnail source level larger than this is read in strips (bounded memory on flat pyramids).
+THUMBNAIL_STRIP_PIXELS = 64_000_000
 
 # Plausible microscope resolutions. TIFF files without a scanner often carry the 72 dpi
 # default (352.8 um/px), which OpenSlide reports as mpp; that is not a microscope
@@ -231,12 +233,36 @@ class Slide:
         if downsample <= 1:
             return self.read_level(0), 1.0
         level = self.best_level_for_downsample(downsample)
-        img = self.read_level(level)
         out_w = max(1, round(w0 / downsample))
         out_h = max(1, round(h0 / downsample))
+        lw, lh = self.info.level_dimensions[level]
+        if lw * lh > THUMBNAIL_STRIP_PIXELS:
+            # No level near the thumbnail's size (a flat or shallow pyramid): read the level in
+            # horizontal strips and shrink each, so memory stays at one strip however big the slide.
+            return self._thumbnail_by_strips(level, out_w, out_h), w0 / out_w
+        img = self.read_level(level)
         if img.shape[1] != out_w or img.shape[0] != out_h:
             img = np.asarray(Image.fromarray(img).resize((out_w, out_h), Image.Resampling.BOX))
         return img, w0 / out_w
+
+    def _thumbnail_by_strips(self, level: int, out_w: int, out_h: int) -> np.ndarray:
+        from PIL import Image
+
+        lw, lh = self.info.level_dimensions[level]
+        scale_l0 = self.info.level_downsamples[level]
+        out = np.empty((out_h, out_w, 3), np.uint8)
+        rows_per_strip = max(1, THUMBNAIL_STRIP_PIXELS // 4 // lw)  # level rows per read
+        y_out = 0
+        for y in range(0, lh, rows_per_strip):
+            h = min(rows_per_strip, lh - y)
+            strip = self.read_region((0, round(y * scale_l0)), level, (lw, h))
+            y_end = out_h if y + h >= lh else min(out_h, round((y + h) * out_h / lh))
+            if y_end > y_out:
+                out[y_out:y_end] = np.asarray(
+                    Image.fromarray(strip).resize((out_w, y_end - y_out), Image.Resampling.BOX)
+                )
+                y_out = y_end
+        return out
 
     def associated_images(self) -> dict[str, np.ndarray]:
         """Label, macro and thumbnail images stored beside the pyramid (may be empty)."""
