@@ -99,6 +99,8 @@ def run_ablations(
     cache_dir: str | None = None,
     log: Log | None = None,
     partial_out: Path | None = None,
+    only: set[str] | None = None,
+    previous: dict | None = None,
 ) -> dict:
     from mrrp.train.gbsg2 import coxph_fold
 
@@ -118,36 +120,36 @@ def run_ablations(
         all_event.append(e)
     train_cfg = TrainConfig(folds=folds, seed=seed)
     everything = np.ones(len(MODALITIES), bool)
-    report: dict = {"folds": folds, "seed": seed, "variants": {}}
+    report: dict = {"folds": folds, "seed": seed, "variants": dict((previous or {}).get("variants", {}))}
 
-    def record(name: str, result: dict) -> None:
-        report["variants"][name] = result
+    def record(name: str, result: dict | Callable[[], dict]) -> None:
+        if only is not None and name not in only:
+            return
+        report["variants"][name] = r = result() if callable(result) else result
         if partial_out is not None:  # a late failure must not lose half an hour of training
             partial_out.write_text(json.dumps(report, indent=2, default=float) + "\n")
         if log:
-            log(f"{name}: test C {result['c_test']:.3f}, external C {result['c_external']:.3f}")
+            log(f"{name}: test C {r['c_test']:.3f}, external C {r['c_external']:.3f}")
+
+    def variant(cfg: FusionConfig, keep: np.ndarray, patterns: bool = False) -> Callable[[], dict]:
+        return lambda: run_variant(cfg, data, keep, train_cfg, missing_patterns=patterns)
 
     for strategy in ("learned", "pathology", "clinical"):
         record(
             f"query={strategy}",
-            run_variant(
-                default_model_config(query_strategy=strategy),
-                data,
-                everything,
-                train_cfg,
-                missing_patterns=strategy == "learned",
-            ),
+            variant(default_model_config(query_strategy=strategy), everything, patterns=strategy == "learned"),
         )
     for fill in ("zero", "mean"):
-        record(
-            f"absent_fill={fill}",
-            run_variant(default_model_config(absent_fill=fill), data, everything, train_cfg, missing_patterns=True),
-        )
+        record(f"absent_fill={fill}", variant(default_model_config(absent_fill=fill), everything, patterns=True))
+    record(
+        "compensation unconditioned",
+        variant(default_model_config(conditioned_compensation=False), everything, patterns=True),
+    )
     for j, m in enumerate(MODALITIES):
-        only = np.zeros(len(MODALITIES), bool)
-        only[j] = True
-        record(f"only_{m}", run_variant(default_model_config(), data, only, train_cfg))
-        record(f"without_{m}", run_variant(default_model_config(), data, ~only, train_cfg))
+        single = np.zeros(len(MODALITIES), bool)
+        single[j] = True
+        record(f"only_{m}", variant(default_model_config(), single))
+        record(f"without_{m}", variant(default_model_config(), ~single))
 
     # Classical baseline: CoxPH on the clinical fields, fitted on the training split. A small ridge
     # penalty: patients without a record make every "unknown" indicator collinear, and the
@@ -188,14 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/ablations.json")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", nargs="+", help="re-run only these variants, keeping the others from --out")
     args = ap.parse_args(argv)
     partial = Path(args.out).with_suffix(".partial.json")
+    previous = json.loads(Path(args.out).read_text()) if args.only and Path(args.out).is_file() else None
     report = run_ablations(
         args.manifest,
         folds=args.folds,
         seed=args.seed,
         log=lambda m: print(m, file=sys.stderr, flush=True),
         partial_out=partial,
+        only=set(args.only) if args.only else None,
+        previous=previous,
     )
     Path(args.out).write_text(json.dumps(report, indent=2, default=float) + "\n")
     partial.unlink(missing_ok=True)

@@ -161,12 +161,13 @@ def merge_extras(docs: Path, ablations: Path, gbsg2: Path) -> dict:
         "Absent-modality handling: internal test C with the named modalities hidden from every patient "
         "(on top of what each patient already lacks), for every missing pattern:",
         "",
-        "| pattern | compensation | zero-fill | mean-fill |",
-        "|---|---|---|---|",
+        "| pattern | compensation (conditioned, the model's) | compensation, unconditioned | zero-fill | mean-fill |",
+        "|---|---|---|---|---|",
     ]
     mean = fill["absent_fill=mean"].get("c_test_by_missing", {})
+    uncond = fill.get("compensation unconditioned", {}).get("c_test_by_missing", {})
     lines += [
-        f"| {k.replace('_', ' ')} | {comp[k]:.3f} | {zero.get(k, float('nan')):.3f} | {mean.get(k, float('nan')):.3f} |"
+        f"| {k.replace('_', ' ')} | {comp[k]:.3f} | {_num(uncond.get(k))} | {_num(zero.get(k))} | {_num(mean.get(k))} |"
         for k in comp
     ]
     ceil = abl.get("ceilings", {})
