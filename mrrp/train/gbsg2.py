@@ -47,11 +47,11 @@ DAYS_PER_MONTH = 30.4375
 RECEPTOR_SATURATION_FMOL = 1000.0
 INNER_VALIDATION_FRACTION = 0.2
 
-# MRRP training on the clinical path: TrainConfig defaults, but modality dropout 0: with one modality
-# present, ``modality_dropout`` always restores it, so any rate is a no-op; 0 says so explicitly.
-# Two alternatives were compared on the inner validation C only (lr 3e-4 with patience 100 and 600
-# epochs; weight decay 1e-2 with patience 100) and not adopted: their inner-validation C differed from
-# the default by at most 0.011 either way (noise on a ~110-patient split) and the default meets the target.
+# MRRP training on the clinical path: TrainConfig defaults (the bundled model's settings, including its
+# weight decay 1e-2), but modality dropout 0: with one modality present, ``modality_dropout`` always
+# restores it, so any rate is a no-op; 0 says so explicitly. Before the bundled model moved to weight
+# decay 1e-2, lr 3e-4 (patience 100, 600 epochs) and weight decay 1e-2 were compared with 1e-3 on the
+# inner validation C only: they differed by at most 0.011 either way (noise on a ~110-patient split).
 BASE_TRAIN = TrainConfig(max_epochs=400, modality_dropout=0.0)
 
 
