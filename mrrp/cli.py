@@ -263,6 +263,94 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pcr_synth(args: argparse.Namespace) -> int:
+    from mrrp.pcr.synth import SITES, write_pcr_cohort
+
+    if not (8 <= args.n <= 20_000):
+        raise InputError(f"--n must be between 8 and 20000, not {args.n}.")
+    sites = tuple(s.strip() for s in args.sites.split(",") if s.strip())
+    unknown = [s for s in sites if s not in SITES]
+    if not sites or unknown:
+        raise InputError(f"Unknown site(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SITES)}.")
+    progress = _ProgressBar("patients", unit="patients", enabled="always" if args.progress else True)
+    summary = write_pcr_cohort(args.out, args.n, args.seed, sites=sites, workers=args.workers, progress=progress)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(
+            f"{summary['n']} patients written to {args.out} in {summary['seconds']} s (manifest.csv); "
+            f"pCR rate {100 * summary['pcr_rate']:.0f}%"
+        )
+    return 0
+
+
+def cmd_pcr_train(args: argparse.Namespace) -> int:
+    from mrrp.pcr.pipeline import train_pcr
+    from mrrp.pcr.train import TrainConfig
+
+    for name in ("stage1_epochs", "stage2_epochs", "single_stage_epochs"):
+        if not (1 <= getattr(args, name) <= 500):
+            raise InputError(f"--{name.replace('_', '-')} must be between 1 and 500.")
+    if not (0.5 <= args.target_sensitivity <= 0.99):
+        raise InputError("--target-sensitivity must be between 0.5 and 0.99.")
+    if not (20 <= args.bootstrap <= 5000):
+        raise InputError("--bootstrap must be between 20 and 5000.")
+    cfg = TrainConfig(
+        seed=args.seed, stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs,
+        single_stage_epochs=args.single_stage_epochs, target_sensitivity=args.target_sensitivity,
+        n_boot=args.bootstrap,
+    )  # fmt: skip
+    result = train_pcr(
+        args.manifest, args.out, cfg=cfg, workers=args.workers,
+        log=(lambda m: sys.stderr.write(f"{m}\n")) if not args.json else None,
+        progress=_ProgressBar("reading", unit="patients", enabled="always" if args.progress else True),
+    )  # fmt: skip
+    if args.report:
+        from mrrp.pcr.report import write_pcr_report
+
+        write_pcr_report(result, args.report, bundle=args.out, manifest=args.manifest)
+    result.pop("_figure", None)
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            f"bundle written to {args.out}: {result['evaluated_on']} AUC {result['external_auc']:.3f}, sensitivity "
+            f"{result['external_sensitivity']:.2f}, specificity {result['external_specificity']:.2f}; attention in "
+            f"tumour {result['attention_in_mask']:.2f} (non-guided baseline {result['baseline_attention_in_mask']:.2f})"
+        )
+    return 0
+
+
+def cmd_pcr_predict(args: argparse.Namespace) -> int:
+    from mrrp.pcr.bundle import load_pcr_bundle
+    from mrrp.pcr.clinical import read_clinical_json
+    from mrrp.pcr.predict import DEFAULT_MODEL_DIR, predict_files, write_attention_nifti
+
+    if args.attention_nifti and not str(args.attention_nifti).endswith((".nii", ".nii.gz")):
+        raise InputError(f"The attention output '{Path(args.attention_nifti).name}' must end in .nii or .nii.gz.")
+    if args.attention_nifti and not Path(args.attention_nifti).parent.exists():
+        raise InputError(f"The output folder '{Path(args.attention_nifti).parent}' does not exist.")
+    bundle = load_pcr_bundle(args.model or DEFAULT_MODEL_DIR)
+    clinical = read_clinical_json(args.clinical) if args.clinical else None
+    pred = predict_files(bundle, args.mri, mask=args.mask, clinical=clinical)
+    if args.attention_nifti:
+        write_attention_nifti(pred, args.attention_nifti)
+    if args.json:
+        _print_json(pred.to_dict())
+        return 0
+    lo, hi = pred.interval
+    print(pred.notice)
+    print(f"pCR probability {100 * pred.probability:.0f}% (interval {100 * lo:.0f}–{100 * hi:.0f}%), "
+          f"{'above' if pred.above_threshold else 'below'} the operating threshold of {100 * pred.threshold:.0f}%")  # fmt: skip
+    for s in pred.stages:
+        print(f"  {s.label}: {100 * s.probability:.0f}%")
+    for note in pred.notes:
+        print(f"  note: {note}")
+    if args.attention_nifti:
+        print(f"attention map -> {args.attention_nifti}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
@@ -343,6 +431,40 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--cache-dir", default=None)
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_explain)
+
+    ps = sub.add_parser("pcr-synth", help="write a synthetic multi-site breast DCE-MRI cohort with pCR labels")
+    ps.add_argument("--n", type=int, default=480, help="number of patients")
+    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--out", required=True, help="new or empty output folder")
+    ps.add_argument("--sites", default="site-a,site-b,site-c,site-d", help="comma-separated; site-d is external")
+    ps.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    ps.add_argument("--progress", action="store_true")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_pcr_synth)
+
+    pt = sub.add_parser("pcr-train", help="train the stepwise pCR model and baselines; evaluate on the external site")
+    pt.add_argument("--manifest", required=True, help="pCR manifest CSV (docs/pcr.md)")
+    pt.add_argument("--out", required=True, help="bundle folder (replaced only when training succeeds)")
+    pt.add_argument("--report", default=None, help="also write PREFIX.md and PREFIX.json (e.g. docs/pcr_report)")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--stage1-epochs", type=int, default=15)
+    pt.add_argument("--stage2-epochs", type=int, default=25)
+    pt.add_argument("--single-stage-epochs", type=int, default=40, help="epochs of the non-guided baseline")
+    pt.add_argument("--target-sensitivity", type=float, default=0.8, help="validation sensitivity for the threshold")
+    pt.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    pt.add_argument("--workers", type=int, default=None, help="processes reading the MRIs (default: all cores)")
+    pt.add_argument("--progress", action="store_true")
+    pt.add_argument("--json", action="store_true")
+    pt.set_defaults(func=cmd_pcr_train)
+
+    pp = sub.add_parser("pcr-predict", help="pCR probability, stage outputs and attention for one patient's MRI")
+    pp.add_argument("--mri", required=True, nargs="+", help="DICOM folder/zip, a 4D NIfTI, or 3D NIfTIs in phase order")
+    pp.add_argument("--mask", default=None, help="tumour mask NIfTI on the MRI's grid (optional)")
+    pp.add_argument("--clinical", default=None, help="clinical record JSON (optional; absent fields are unknown)")
+    pp.add_argument("--model", default=None, help="pCR bundle folder (default: the bundled pcr-demo)")
+    pp.add_argument("--attention-nifti", default=None, help="also write the attention map (working grid) to .nii.gz")
+    pp.add_argument("--json", action="store_true")
+    pp.set_defaults(func=cmd_pcr_predict)
     return p
 
 

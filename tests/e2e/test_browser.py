@@ -1,12 +1,14 @@
 """The real dashboard in a real browser (Debian's chromium driven by Playwright).
 
-Starts ``streamlit run app.py`` on a free loopback port, uploads a slide, computes features
-and checks the heatmap appears, and that the page made no request off the machine.
-Set MRRP_SCREENSHOT=path.png to save a screenshot (used for the README).
+Starts ``streamlit run app.py`` on a free loopback port; reviews a demo patient (risk group, heatmap
+image) and computes a slide's features in the slide viewer; checks that the page made no request off
+the machine. Screenshots go to the test-artefacts folder (``MRRP_TEST_ARTEFACTS``, default
+``test-artefacts/`` in the repository); ``MRRP_SCREENSHOT=path.png`` also saves the slide viewer's.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -26,6 +29,9 @@ CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+
+
+ARTEFACTS = Path(os.environ.get("MRRP_TEST_ARTEFACTS", str(REPO / "test-artefacts")))
 
 
 def _free_port() -> int:
@@ -45,7 +51,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         slides / "demo.tiff", tissue_image(3000, 2000, [(300, 300, 2100, 1500), (2300, 400, 2800, 1200)]), mpp=0.5
     )
     port = _free_port()
-    env = {**os.environ, "MRRP_CACHE_DIR": str(tmp / "cache"), "MRRP_SLIDE_DIR": str(slides)}
+    env = {
+        **os.environ, "MRRP_CACHE_DIR": str(tmp / "cache"), "MRRP_SLIDE_DIR": str(slides),
+        "MRRP_HISTORY_DB": str(tmp / "history.sqlite"), "MRRP_MODELS_DIR": str(tmp / "models"),
+    }  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -67,6 +76,28 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     proc.wait(timeout=10)
 
 
+def test_deep_link_on_a_fresh_server_keeps_the_shell(server) -> None:
+    """First request of the server is a deep link: the page still comes with the sidebar and the notice.
+
+    (Streamlit runs a page file on its own when an app with a pages/ folder has not called st.navigation
+    yet; mrrp.dashboard.shell.require_shell reruns it through app.py.) Runs first in this module, so the
+    server is fresh.
+    """
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _slides = server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(f"{url}/patient_review")
+        expect(page.get_by_role("heading", name="Patient review")).to_be_visible(timeout=30_000)
+        sidebar = page.get_by_test_id("stSidebar")
+        expect(sidebar.get_by_text("not for clinical decisions")).to_be_visible()
+        expect(sidebar.get_by_text("Version")).to_be_visible()
+        expect(sidebar.get_by_role("link", name="Slide viewer")).to_be_visible()
+        browser.close()
+
+
 def test_slide_to_heatmap_in_browser(server) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -75,17 +106,11 @@ def test_slide_to_heatmap_in_browser(server) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2600})
-        page.on(
-            "request",
-            lambda req: (
-                off_machine.append(req.url)
-                if urlparse(req.url).hostname not in ("127.0.0.1", "localhost", None)
-                and not req.url.startswith("data:")
-                else None
-            ),
-        )
+        _watch_requests(page, off_machine)
         page.goto(url)
         expect(page.get_by_text("not for clinical decisions").first).to_be_visible(timeout=30_000)
+        page.get_by_role("link", name="Slide viewer").click()
+        expect(page.get_by_role("heading", name="Slide viewer")).to_be_visible(timeout=30_000)
         page.get_by_text("Local slide folder").click()
         expect(page.get_by_role("button", name="Compute tile features")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("0.5 µm/pixel").first).to_be_visible()
@@ -97,5 +122,63 @@ def test_slide_to_heatmap_in_browser(server) -> None:
         shot = os.environ.get("MRRP_SCREENSHOT")
         if shot:
             page.screenshot(path=shot, full_page=True)
+        browser.close()
+    assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
+
+
+def _watch_requests(page, off_machine: list[str]) -> None:
+    page.on(
+        "request",
+        lambda req: (
+            off_machine.append(req.url)
+            if urlparse(req.url).hostname not in ("127.0.0.1", "localhost", None) and not req.url.startswith("data:")
+            else None
+        ),
+    )
+
+
+def test_demo_patient_review_in_browser(server) -> None:
+    """One click on a demo patient gives the risk group, the probabilities and the slide heatmap."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _slides = server
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    off_machine: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        _watch_requests(page, off_machine)
+        page.goto(url)
+        expect(page.get_by_role("heading", name="Patient review")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("not for clinical decisions").first).to_be_visible()
+        # First use writes the demo patients and loads the encoders: allow for it.
+        page.get_by_role("button", name="DEMO-02").click(timeout=120_000)
+        expect(page.get_by_text("High risk", exact=True)).to_be_visible(timeout=180_000)
+        expect(page.get_by_text("5-year recurrence").first).to_be_visible()
+        expect(page.get_by_text("H&E slide: provided")).to_be_visible()
+        page.wait_for_timeout(1500)  # let plotly finish drawing before the picture
+        page.screenshot(path=str(ARTEFACTS / "patient_review.png"), full_page=False)
+        page.get_by_role("tab", name="Slide heatmap").click()
+        heatmap = page.locator('[data-testid="stImage"] img').first
+        expect(heatmap).to_be_visible(timeout=60_000)
+        natural = heatmap.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert natural[0] > 100 and natural[1] > 50, natural
+        expect(page.get_by_text("Top tiles")).to_be_visible()
+        heatmap.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTEFACTS / "patient_review_heatmap.png"))
+        # one-click exports: the PDF is generated when clicked (kaleido draws its charts)
+        page.get_by_role("tab", name="Export & history").click()
+        with page.expect_download(timeout=120_000) as pdf_download:
+            page.get_by_role("button", name="Download PDF report").click()
+        pdf_path = ARTEFACTS / "patient_review.pdf"
+        pdf_download.value.save_as(str(pdf_path))
+        assert pdf_path.read_bytes().startswith(b"%PDF-") and pdf_path.stat().st_size > 50_000
+        with page.expect_download(timeout=30_000) as json_download:
+            page.get_by_role("button", name="Download prediction (JSON)").click()
+        json_path = ARTEFACTS / "patient_review.json"
+        json_download.value.save_as(str(json_path))
+        doc = json.loads(json_path.read_text())
+        assert doc["prediction"]["risk_group"] == "high" and "not for clinical decisions" in doc["notice"]
         browser.close()
     assert off_machine == [], f"requests left the machine: {off_machine[:5]}"

@@ -1,0 +1,255 @@
+"""The case history: one SQLite row per reviewed case, so a tumor board can reopen it.
+
+What is stored (``cases`` table): a pseudonymous case id, the time (ISO 8601 UTC), the model version,
+a sha256 per input, the prediction and the numeric explanation. Images, report text and the clinical
+record are stored only when the user opts in (``store_inputs=True``); without it, report sentences are
+dropped from the stored explanation too, so no free text reaches the file. A patient identifier from a
+manifest is replaced by the case id (demo patients keep their synthetic DEMO-xx ids).
+
+Several dashboard sessions (threads of one server, or several servers on one disk) write at once:
+every operation opens its own connection with a busy timeout, and the database runs in WAL mode so
+readers never block the writer. A damaged file gives one :class:`HistoryError` whose message says
+what to do; it never costs the user the prediction on screen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mrrp.errors import InputError
+from mrrp.features.store import default_cache_dir
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 15.0
+DEMO_PREFIX = "DEMO-"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    case_id       TEXT PRIMARY KEY,
+    created_at    TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    content_key   TEXT NOT NULL,
+    input_hashes  TEXT NOT NULL,
+    prediction    TEXT NOT NULL,
+    explanation   TEXT,
+    inputs        TEXT
+);
+CREATE INDEX IF NOT EXISTS cases_created ON cases (created_at DESC);
+CREATE UNIQUE INDEX IF NOT EXISTS cases_content ON cases (content_key);
+"""
+
+
+class HistoryError(InputError):
+    """The case history file cannot be used (damaged, not a database, or not writable)."""
+
+
+def history_path() -> Path:
+    """``$MRRP_HISTORY_DB``, else ``<MRRP_CACHE_DIR>/history.sqlite``."""
+    env = os.environ.get("MRRP_HISTORY_DB")
+    return Path(env).expanduser() if env else default_cache_dir() / "history.sqlite"
+
+
+@dataclass
+class CaseRecord:
+    case_id: str
+    created_at: str  # ISO 8601, UTC
+    model_version: str
+    input_hashes: dict
+    prediction: dict  # Prediction.to_dict(), patient id pseudonymised
+    explanation: dict | None
+    inputs: dict | None  # only when the user opted in
+
+    @property
+    def label(self) -> str:
+        """What a list shows: case id, risk group and time, e.g. 'C-3F9A… · high · 2026-05-01 10:02'."""
+        group = self.prediction.get("risk_group", "?")
+        pid = self.prediction.get("patient_id", "")
+        who = f"{pid} ({self.case_id})" if pid and pid != self.case_id else self.case_id
+        return f"{who} · {group} risk · {self.created_at[:16].replace('T', ' ')} UTC"
+
+
+def content_key(input_hashes: dict[str, str], model_version: str) -> str:
+    """One key per (inputs, model): the same case reviewed twice with the same model is one row."""
+    payload = json.dumps({"inputs": input_hashes, "model": model_version}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def new_case_id() -> str:
+    """A random pseudonymous id (40 bits): carries nothing about the patient or the inputs."""
+    return "C-" + secrets.token_hex(5).upper()
+
+
+def _without_free_text(explanation: dict) -> dict:
+    """The explanation with report sentences removed (their attributions kept, without the words)."""
+    out = dict(explanation)
+    for key in ("us_report", "path_report"):
+        items = out.get(key) or []
+        out[key] = [{"sentence": None, "attribution": s.get("attribution")} for s in items]
+    return out
+
+
+class CaseHistory:
+    """The case history at ``path`` (created on first write)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else history_path()
+
+    # -- connection --------------------------------------------------------------------------
+
+    def _damaged(self, exc: Exception) -> HistoryError:
+        return HistoryError(
+            f"The case history file {self.path} is damaged or is not a case history database, so past cases "
+            "cannot be listed or saved; move the file aside (a new history starts on the next save). "
+            "Predictions still work."
+        )
+
+    @contextmanager
+    def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
+        if write:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryError(f"The case history folder {self.path.parent} cannot be created.") from exc
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise HistoryError(f"The case history file {self.path} cannot be opened.") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if write:
+                # WAL: readers never block the writer and a crash mid-write leaves the file intact.
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            yield conn
+        except sqlite3.OperationalError as exc:
+            message = str(exc).lower()
+            if "locked" in message or "busy" in message:
+                raise HistoryError(
+                    "The case history is busy (another session is saving); try again in a moment."
+                ) from exc
+            if "readonly" in message or "read-only" in message:
+                raise HistoryError(f"The case history file {self.path} is read-only; cases cannot be saved.") from exc
+            if "no such table" in message:
+                raise self._damaged(exc) from exc
+            raise self._damaged(exc) from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            raise self._damaged(exc) from exc
+        finally:
+            conn.close()
+
+    # -- API ---------------------------------------------------------------------------------
+
+    def record(
+        self,
+        prediction: Any,
+        input_hashes: dict[str, str],
+        inputs: dict | None = None,
+        explanation: dict | None = None,
+        store_inputs: bool = False,
+    ) -> str:
+        """Save a reviewed case; returns its pseudonymous case id.
+
+        ``prediction`` is a :class:`mrrp.model.predict.Prediction` (or its ``to_dict()``). Saving the same
+        inputs with the same model again returns the existing id instead of adding a row (and stores the
+        inputs then if the user has opted in since).
+        """
+        pred = dict(prediction.to_dict() if hasattr(prediction, "to_dict") else prediction)
+        version = str(pred.get("model_version", ""))
+        key = content_key(input_hashes, version)
+        case_id = new_case_id()
+        if not str(pred.get("patient_id", "")).startswith(DEMO_PREFIX):
+            pred["patient_id"] = case_id
+        expl = explanation if explanation is None or store_inputs else _without_free_text(explanation)
+        row = (
+            case_id,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            version,
+            key,
+            json.dumps(input_hashes, sort_keys=True),
+            json.dumps(pred),
+            None if expl is None else json.dumps(expl),
+            json.dumps(inputs) if (store_inputs and inputs is not None) else None,
+        )
+        with self._connect(write=True) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                existing = conn.execute("SELECT case_id FROM cases WHERE content_key = ?", (key,)).fetchone()
+                if existing is not None:
+                    if store_inputs and inputs is not None:  # opting in later adds what was left out
+                        conn.execute(
+                            "UPDATE cases SET inputs = ?, explanation = ? WHERE case_id = ?", (row[7], row[6], existing[0])
+                        )
+                    conn.execute("COMMIT")
+                    return str(existing[0])
+                conn.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return case_id
+
+    def list_cases(self, limit: int = 50) -> list[CaseRecord]:
+        """The most recent ``limit`` cases, newest first (an empty list when no history exists yet)."""
+        if not self.path.exists():
+            return []
+        with self._connect(write=False) as conn:
+            if not self._has_table(conn):
+                return []
+            rows = conn.execute(
+                "SELECT case_id, created_at, model_version, input_hashes, prediction, explanation, inputs "
+                "FROM cases ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def get(self, case_id: str) -> CaseRecord | None:
+        if not self.path.exists():
+            return None
+        with self._connect(write=False) as conn:
+            if not self._has_table(conn):
+                return None
+            r = conn.execute(
+                "SELECT case_id, created_at, model_version, input_hashes, prediction, explanation, inputs "
+                "FROM cases WHERE case_id = ?",
+                (case_id,),
+            ).fetchone()
+        return None if r is None else self._record(r)
+
+    def delete(self, case_id: str) -> bool:
+        """Remove one case (e.g. saved by mistake). True if it existed."""
+        if not self.path.exists():
+            return False
+        with self._connect(write=True) as conn:
+            cur = conn.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
+            return cur.rowcount > 0
+
+    @staticmethod
+    def _has_table(conn: sqlite3.Connection) -> bool:
+        return (
+            conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cases'").fetchone() is not None
+        )
+
+    def _record(self, r: tuple) -> CaseRecord:
+        try:
+            return CaseRecord(
+                case_id=r[0],
+                created_at=r[1],
+                model_version=r[2],
+                input_hashes=json.loads(r[3]),
+                prediction=json.loads(r[4]),
+                explanation=None if r[5] is None else json.loads(r[5]),
+                inputs=None if r[6] is None else json.loads(r[6]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise self._damaged(exc) from exc

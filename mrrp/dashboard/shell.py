@@ -1,0 +1,31 @@
+"""Keep every page inside the app shell (navigation, sidebar, notice), even when opened by a deep link.
+
+Streamlit treats an app that has a ``pages/`` folder as an old-style multipage app until its main script
+has called ``st.navigation`` once in this server process. So the very first request of a freshly started
+server, if it is a deep link such as ``/slide_viewer``, runs that page file on its own: no sidebar, no
+model choice and no not-for-clinical-use notice. :func:`require_shell` detects that and reruns through
+``app.py`` (Streamlit's documented ``st.navigation`` path) before the page draws anything.
+"""
+
+from __future__ import annotations
+
+SHELL_KEY = "_mrrp_shell"  # set by app.py in every run, before the page runs
+
+
+def mark_shell() -> None:
+    """Called by app.py: this session's runs go through the shell."""
+    import streamlit as st
+
+    st.session_state[SHELL_KEY] = True
+
+
+def require_shell() -> None:
+    """Call first in every page: rerun through app.py when Streamlit ran this page file on its own."""
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if not st.session_state.get(SHELL_KEY) and PagesManager.uses_pages_directory:
+        # The flag is Streamlit's switch between page-folder and st.navigation apps; st.navigation sets it
+        # to False on its first call. Setting it here and rerunning gives the same state one run earlier.
+        PagesManager.uses_pages_directory = False
+        st.rerun()

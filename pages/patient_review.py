@@ -1,0 +1,449 @@
+"""Patient review: gather one patient's inputs, run the model, show the risk and why. Only draws;
+every computation is in mrrp.dashboard (intake, review, charts, export, history)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from mrrp.config import load_settings
+from mrrp.dashboard import charts
+from mrrp.dashboard.export import pdf_report, png_bytes, prediction_json
+from mrrp.dashboard.history import CaseHistory, HistoryError
+from mrrp.dashboard.intake import INPUTS, MODALITY_LABELS, CaseInputs, build_case, demo_inputs, demo_titles
+from mrrp.dashboard.models import active_model, active_model_path, is_bundled, load_encoders, model_version
+from mrrp.dashboard.reference import group_description
+from mrrp.dashboard.review import (
+    TILE_SCORE_KINDS,
+    find_slide,
+    heatmap_overlay,
+    review_case,
+    review_from_record,
+    slide_thumbnail,
+    top_tiles,
+    what_if_rows,
+    what_if_summary,
+)
+from mrrp.dashboard.shell import require_shell
+from mrrp.errors import InputError
+from mrrp.explain.heatmap import colorbar_image
+from mrrp.schema import CLINICAL_FIELDS
+from mrrp.ui import NOTICE, UNEXPECTED
+from mrrp.viewer import SLIDE_EXTENSIONS, UploadedFileData, list_local_slides, save_uploads
+
+require_shell()
+settings = load_settings()
+state = st.session_state
+CHIP_COLOURS = {"provided": "green", "missing": "gray", "invalid": "red"}
+CHIP_ICONS = {"provided": ":material/check:", "missing": ":material/remove:", "invalid": ":material/error:"}
+
+st.title("Patient review")
+st.caption(
+    "Recurrence risk of one patient with HR+/HER2− early breast cancer from whatever of her routine data "
+    "exists: H&E slide, ultrasound images and report, pathology report, clinical record."
+)
+
+try:
+    bundle = active_model()
+except InputError as exc:
+    st.error(str(exc))
+    st.stop()
+bundled = is_bundled(active_model_path())
+if bundled:
+    st.warning(NOTICE, icon=":material/science:")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_thumbnail(path: str, mpp: float | None, mtime: float):
+    return slide_thumbnail(Path(path), mpp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=600)
+def cached_find_slide(fingerprint: str, folders: tuple[str, ...]) -> str | None:
+    found = find_slide(fingerprint, [Path(f) for f in folders])
+    return None if found is None else str(found)
+
+
+def run_review(inputs: CaseInputs, title: str) -> None:
+    """Intake → prediction → explanation, with progress; the result goes to this session's state."""
+    with st.status("Analysing the patient…", expanded=True) as status:
+        bar = st.progress(0.0, text="Loading the encoders…")
+        try:
+            load_encoders()  # once per server process; the intake below uses the same instances
+            intake = build_case(
+                inputs, cache_dir=settings.cache_dir, upload_dir=settings.upload_dir,
+                progress=lambda f, t: bar.progress(0.75 * f, text=t),
+            )  # fmt: skip
+            if not intake.case.present.any():
+                status.update(label="Nothing to analyse", state="error")
+                problems = [f"{s.label} — {s.text}" for s in intake.statuses.values() if s.state == "invalid"]
+                st.error("None of the inputs could be used: give at least one of the slide, ultrasound, a report "
+                         "or the clinical record." + ("\n\n" + "\n\n".join(problems) if problems else ""))  # fmt: skip
+                return
+            review = review_case(bundle, intake, progress=lambda f, t: bar.progress(0.75 + 0.25 * f, text=t))
+        except InputError as exc:
+            status.update(label="The analysis could not be completed", state="error")
+            st.error(str(exc))
+            return
+        except Exception:  # noqa: BLE001 - never a traceback on screen; the inputs stay as they are
+            status.update(label="The analysis could not be completed", state="error")
+            st.error(UNEXPECTED)
+            return
+        status.update(label="Analysis complete", state="complete", expanded=False)
+    try:
+        review.case_id = CaseHistory().record(
+            review.prediction, review.input_hashes, explanation=review.explanation.to_dict()
+        )
+    except HistoryError as exc:
+        state["history_error"] = str(exc)
+    state["review"] = review
+    state["review_title"] = title
+    state.pop("pdf_cache", None)
+
+
+# --- demo patients -----------------------------------------------------------------------------
+st.subheader("Demo patients")
+demos = demo_titles()
+cols = st.columns(len(demos))
+for col, (pid, title) in zip(cols, demos, strict=True):
+    if col.button(pid, key=f"demo_{pid}", help=title, width="stretch"):
+        try:
+            with st.spinner("Preparing the demo patients (first time only, about 20 seconds)…"):
+                inputs = demo_inputs(settings.cache_dir, pid)
+        except InputError as exc:
+            st.error(str(exc))
+        else:
+            run_review(inputs, f"{pid} — {title}")
+    col.caption(title)
+
+# --- a case opened from the history (here or from another page) -------------------------------
+open_id = state.pop("open_case_id", None)
+if open_id:
+    try:
+        record = CaseHistory().get(open_id)
+        if record is None:
+            st.error(f"Case {open_id} is not in the case history.")
+        else:
+            state["review"] = review_from_record(bundle, record)
+            state["review_title"] = f"Case {record.case_id} from the history ({record.created_at[:16]} UTC)"
+            state.pop("pdf_cache", None)
+    except InputError as exc:
+        st.error(str(exc))
+
+# --- inputs ------------------------------------------------------------------------------------
+with st.expander("Enter a patient's data", expanded="review" not in state):
+    tabs = st.tabs(["H&E slide", "Ultrasound images", "Ultrasound report", "Pathology report", "Clinical record"])
+    slide_path: Path | None = None
+    slide_error: str | None = None
+    with tabs[0]:
+        source = st.radio("Slide source", ["Upload a file", "Local slide folder"], horizontal=True,
+                          key="rv_slide_source")  # fmt: skip
+        if source == "Upload a file":
+            limit_mb = int(st.get_option("server.maxUploadSize"))
+            uploads = st.file_uploader(
+                "Slide file (or all files of a DICOM/MIRAX slide)",
+                type=[e.lstrip(".") for e in SLIDE_EXTENSIONS] + ["dat", "ini", "xml"],
+                accept_multiple_files=True, key="rv_slide_upload",
+                help=f"Up to {limit_mb:,} MB; larger slides go in the local slide folder ({settings.slide_dir}).",
+            )  # fmt: skip
+            if uploads:
+                try:
+                    slide_path = save_uploads([UploadedFileData(u.name, u.getvalue()) for u in uploads],
+                                              settings.upload_dir)  # fmt: skip
+                except InputError as exc:
+                    slide_error = str(exc)
+                except OSError:
+                    slide_error = "The slide could not be saved on this computer (disk full or not writable)."
+        else:
+            local = list_local_slides(settings.slide_dir)
+            if not local:
+                st.info(f"No slides in the local slide folder `{settings.slide_dir}` (set MRRP_SLIDE_DIR).")
+            else:
+                slide_path = st.selectbox("Slide", [None, *local], key="rv_slide_pick",
+                                          format_func=lambda p: "none" if p is None else str(
+                                              Path(p).relative_to(settings.slide_dir)))  # fmt: skip
+        slide_mpp = st.number_input(
+            "Resolution (µm/pixel), only if the slide does not record it", min_value=0.05, max_value=20.0,
+            value=None, step=0.01, format="%.3f", key="rv_slide_mpp",
+        )  # fmt: skip
+    with tabs[1]:
+        us_files = st.file_uploader(
+            "Ultrasound images (PNG, JPEG or DICOM; identifiers are removed on reading)",
+            type=["png", "jpg", "jpeg", "dcm", "dicom"], accept_multiple_files=True, key="rv_us_upload",
+        )  # fmt: skip
+    with tabs[2]:
+        us_report_file = st.file_uploader("Ultrasound report (text file)", type=["txt", "text", "md"],
+                                          key="rv_us_report_file")  # fmt: skip
+        us_report_text = st.text_area("…or paste the ultrasound report", key="rv_us_report_text", height=140)
+    with tabs[3]:
+        path_report_file = st.file_uploader("Pathology report (text file)", type=["txt", "text", "md"],
+                                            key="rv_path_report_file")  # fmt: skip
+        path_report_text = st.text_area("…or paste the pathology report", key="rv_path_report_text", height=140)
+    with tabs[4]:
+        clinical_file = st.file_uploader(
+            "One patient's record as CSV (header + one row) or JSON", type=["csv", "json"], key="rv_clinical_file",
+            help="Columns named as in the manifest (docs/manifest.md), e.g. age_years, ki67_percent.",
+        )  # fmt: skip
+        st.caption("…or fill in the form (leave a field empty or 'unknown' when it is not known).")
+        form: dict[str, object] = {}
+        form_cols = st.columns(3)
+        for i, f in enumerate(CLINICAL_FIELDS):
+            col = form_cols[i % 3]
+            if f.kind == "numeric":
+                unit = f" ({f.unit})" if f.unit else ""
+                form[f.name] = col.number_input(
+                    f"{f.label}{unit}", min_value=float(f.minimum), max_value=float(f.maximum), value=None,
+                    step=1.0 if f.integer else 0.5, format="%.0f" if f.integer else "%.1f",
+                    key=f"rv_clin_{f.name}", help=f"{f.minimum:g}–{f.maximum:g}{unit}; empty = unknown",
+                )  # fmt: skip
+            else:
+                choice = col.selectbox(f.label, ["unknown", *f.categories], key=f"rv_clin_{f.name}")
+                form[f.name] = None if choice == "unknown" else choice
+    if st.button("Analyse", type="primary", key="rv_analyse"):
+        inputs = CaseInputs(
+            slide_path=slide_path,
+            slide_mpp=slide_mpp,
+            slide_error=slide_error,
+            us_images=[UploadedFileData(u.name, u.getvalue()) for u in us_files or []],
+            us_report=UploadedFileData(us_report_file.name, us_report_file.getvalue())
+            if us_report_file is not None else (us_report_text or None),
+            path_report=UploadedFileData(path_report_file.name, path_report_file.getvalue())
+            if path_report_file is not None else (path_report_text or None),
+            clinical_form=form,
+            clinical_file=UploadedFileData(clinical_file.name, clinical_file.getvalue())
+            if clinical_file is not None else None,
+        )  # fmt: skip
+        run_review(inputs, "Entered patient")
+
+review = state.get("review")
+if review is not None and review.pred["model_version"] != model_version(bundle):
+    if review.intake is not None:  # a live result of the previously chosen model: recompute, never mix models
+        st.info(f"The result shown before was computed with {review.pred['model_version']}; analyse the patient "
+                f"again to use {model_version(bundle)}.")  # fmt: skip
+        state.pop("review")
+        review = None
+    else:
+        st.warning(f"This case was computed with model {review.pred['model_version']}; the active model is "
+                   f"{model_version(bundle)}. The risk-group chart shows the active model's cut-offs.")  # fmt: skip
+if review is None:
+    st.info("Pick a demo patient, or enter a patient's data and press Analyse.")
+    st.stop()
+
+# --- results -------------------------------------------------------------------------------------
+pred = review.pred
+st.divider()
+st.header(state.get("review_title", "Result"))
+if state.get("history_error"):
+    st.warning(state.pop("history_error"))
+
+chips = []
+for key, label, _ in INPUTS:
+    s = review.statuses[key]
+    chips.append(f":{CHIP_COLOURS[s.state]}-badge[{CHIP_ICONS[s.state]} {label}: "
+                 f"{s.text if s.state != 'invalid' else 'invalid'}]")  # fmt: skip
+st.markdown(" &nbsp; ".join(chips))
+for key, label, _ in INPUTS:
+    s = review.statuses[key]
+    if s.state == "invalid":
+        st.error(f"{label} — {s.text}")
+    for note in s.notes:
+        st.warning(f"{label}: {note}")
+
+if review.compensated:
+    named = ", ".join(MODALITY_LABELS[m] for m in review.compensated)
+    st.warning(f"**Compensated:** {named}. The model filled in for what is missing with its learned compensation. "
+               f"{review.pattern.sentence()}", icon=":material/healing:")  # fmt: skip
+else:
+    st.info(f"Every input was available. {review.pattern.sentence()}", icon=":material/verified:")
+
+group = pred["risk_group"]
+lo, hi = pred["log_risk_interval"]
+c1, c2, c3, c4 = st.columns([1.3, 1, 1, 1])
+with c1:
+    colour = {"low": "green", "intermediate": "orange", "high": "red"}[group]
+    st.markdown(f"### :{colour}[{group.capitalize()} risk]")
+    st.caption(f"Higher than {charts.percent_text(pred['percentile'])} of the reference cohort · "
+               f"log-risk {pred['log_risk']:+.2f} "
+               f"(95% {lo:+.2f} to {hi:+.2f})")  # fmt: skip
+for col, (h, years) in zip((c2, c3, c4), charts.HORIZON_YEARS.items(), strict=True):
+    a, b = pred["recurrence_interval"][h]
+    col.metric(f"{years}-year recurrence", f"{100 * pred['recurrence'][h]:.1f}%",
+               help="Probability of recurrence by then, with the ensemble's 95% interval")  # fmt: skip
+    col.caption(f"95% interval {100 * a:.1f}–{100 * b:.1f}%")
+st.plotly_chart(charts.risk_position_figure(bundle.reference_risk, bundle.cutoffs.low_upper,
+                                            bundle.cutoffs.high_lower, pred), key="risk_position")  # fmt: skip
+st.caption(group_description(bundle))
+
+tab_surv, tab_contrib, tab_slide, tab_clin, tab_us, tab_reports, tab_export = st.tabs(
+    ["Survival", "Contributions & what if", "Slide heatmap", "Clinical fields", "Ultrasound", "Reports",
+     "Export & history"]
+)  # fmt: skip
+
+with tab_surv:
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(charts.survival_figure(pred, review.reference), key="survival")
+        st.caption(f"Shaded: 95% band of the patient's curve. Behind it: {review.reference.description}")
+        st.table(charts.recurrence_rows(pred))
+    with right:
+        st.plotly_chart(charts.icon_array_figure(pred["recurrence"]["60"]), key="icons")
+
+with tab_contrib:
+    e = review.explanation
+    st.plotly_chart(charts.contributions_figure(e), key="contributions")
+    st.caption(
+        f"Shapley values sum to the patient's log-risk minus the reference patient's ({e.reference_log_risk:+.2f}, "
+        "nothing known). Attention share: how much the fusion layer looked at each input."
+        + (f" {100 * e.attention_to_compensation:.0f}% of the attention went to compensation tokens."
+           if e.attention_to_compensation else "")
+    )  # fmt: skip
+
+    @st.fragment
+    def what_if_panel() -> None:
+        st.markdown("**What if an input were missing?**")
+        present = [m for m in MODALITY_LABELS if review.explanation.present.get(m)]
+        toggles = st.columns(max(len(present), 1))
+        drop = [m for col, m in zip(toggles, present, strict=False)
+                if col.toggle(f"Leave out {MODALITY_LABELS[m]}", key=f"whatif_{m}")]  # fmt: skip
+        if not drop:
+            if review.intake is not None:
+                rows = what_if_rows(bundle, review.intake.case, review.prediction)
+                if len(rows) > 1:
+                    st.plotly_chart(charts.what_if_figure(rows), key="whatif_all")
+            return
+        w = what_if_summary(bundle, review, drop)
+        if not w["available"]:
+            st.info(w["reason"])
+            return
+        delta = 100 * (w["recurrence_60"] - pred["recurrence"]["60"])
+        a, b = st.columns(2)
+        a.metric("Risk group", w["risk_group"], delta=None if w["risk_group"] == group else f"was {group}",
+                 delta_color="off")  # fmt: skip
+        b.metric("5-year recurrence", f"{100 * w['recurrence_60']:.1f}%", delta=f"{delta:+.1f} points",
+                 delta_color="inverse")  # fmt: skip
+
+    what_if_panel()
+
+with tab_slide:
+    e = review.explanation
+    slide_view = review.intake.slide if review.intake is not None else None
+    slide_file = slide_view.path if slide_view is not None else None
+    slide_mpp_used = slide_view.mpp if slide_view is not None else None
+    if e.tiles is None:
+        st.info("No slide for this patient, so there is no slide heatmap.")
+    else:
+        if slide_file is None and "slide" in review.input_hashes:
+            folders = (str(settings.cache_dir), str(settings.slide_dir))
+            found = cached_find_slide(review.input_hashes["slide"], folders)
+            slide_file = Path(found) if found else None
+        if slide_file is None:
+            st.info("The slide file of this case is not on this computer any more; the heatmap needs it.")
+        else:
+
+            @st.fragment
+            def heatmap_panel() -> None:
+                a, b = st.columns(2)
+                kind_label = a.selectbox("Tile score", list(TILE_SCORE_KINDS), key="hm_kind")
+                alpha = b.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="hm_alpha")
+                kind = TILE_SCORE_KINDS[kind_label]
+                thumb = cached_thumbnail(str(slide_file), slide_mpp_used, slide_file.stat().st_mtime)
+                result = heatmap_overlay(
+                    thumb, e, kind, alpha,
+                    slide_view.tissue_mask if slide_view else None, slide_view.mask_downsample if slide_view else None,
+                )  # fmt: skip
+                state["heatmap_png"] = (review.token, png_bytes(result.overlay))
+                left, right = st.columns([3, 2])
+                left.image(result.overlay, caption=f"{result.label}; {len(e.tiles.attention):,} tiles", width="stretch")
+                left.image(colorbar_image(result.cmap, result.vmin, result.vmax, result.label), width=420)
+                right.markdown("**Top tiles**" + (" (pushed the risk up most)" if kind == "ig" else " (most attention)"))
+                tiles = top_tiles(slide_file, slide_mpp_used, e, kind, k=6)
+                grid = right.columns(3)
+                for i, t in enumerate(tiles):
+                    grid[i % 3].image(t.image, caption=f"#{t.rank}: {t.score:+.3g}", width="stretch")
+
+            heatmap_panel()
+
+with tab_clin:
+    e = review.explanation
+    if not review.explanation.present.get("clinical"):
+        st.info("No clinical record: nothing to attribute.")
+    else:
+        record = review.intake.clinical_record if review.intake is not None else None
+        st.plotly_chart(charts.clinical_figure(e.clinical, record), key="clinical")
+        st.caption(f"Integrated Gradients per field, from {e.clinical_baseline}. Unknown fields get 0.")
+
+with tab_us:
+    e = review.explanation
+    if review.intake is None or not review.intake.us_images:
+        st.info("No ultrasound images for this case (or a case from the history, which keeps no images).")
+    elif not e.us_overlays:
+        st.info(e.methods.get("us_overlays", "No ultrasound overlay was computed for this model."))
+    else:
+        alpha_us = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="us_alpha")
+        cols = st.columns(min(len(e.us_overlays), 3))
+        for i, (img, heat) in enumerate(zip(review.intake.us_images, e.us_overlays, strict=True)):
+            cols[i % len(cols)].image(charts.ultrasound_overlay(img, heat, alpha_us),
+                                      caption=f"{review.intake.us_names[i]} — Grad-CAM", width="stretch")  # fmt: skip
+
+with tab_reports:
+    e = review.explanation
+    shown = False
+    for title, items in (("Ultrasound report", e.us_report), ("Pathology report", e.path_report)):
+        body = charts.highlighted_sentences_html(items)
+        if body:
+            shown = True
+            st.markdown(f"**{title}** — red sentences pushed the risk up, blue ones down (hover for the value).")
+            st.html(body)
+    if not shown:
+        st.info("No report text for this case (or a case from the history saved without text).")
+
+with tab_export:
+    version = pred["model_version"]
+    st.caption(f"Model version `{version}`" + (f" · case `{review.case_id}` in the history" if review.case_id else ""))
+    record = review.intake.clinical_record if review.intake is not None else None
+    drawn = state.get("heatmap_png")
+    heat = drawn[1] if drawn and drawn[0] == review.token else None  # never another case's heatmap
+    cutoffs_text = group_description(bundle)
+    model_label = "bundled demo model (synthetic data)" if bundled else str(active_model_path().name)
+
+    def make_pdf() -> bytes:
+        """Runs only when the button is clicked (Streamlit calls it then, off the script thread)."""
+        us_pngs = []
+        if review.intake is not None:
+            us_pngs = [png_bytes(charts.ultrasound_overlay(img, h, 0.5))
+                       for img, h in zip(review.intake.us_images, review.explanation.us_overlays, strict=False)]  # fmt: skip
+        return pdf_report(review, model_label=model_label, cutoff_text=cutoffs_text, record=record,
+                          heatmap_png=heat, ultrasound_pngs=us_pngs)  # fmt: skip
+
+    name = (review.case_id or pred["patient_id"]).replace("/", "_")
+    a, b = st.columns(2)
+    a.download_button("Download PDF report", data=make_pdf, file_name=f"mrrp-{name}.pdf", mime="application/pdf",
+                      key="dl_pdf", icon=":material/picture_as_pdf:", on_click="ignore")  # fmt: skip
+    b.download_button("Download prediction (JSON)", data=prediction_json(review, model_label=model_label),
+                      file_name=f"mrrp-{name}.json", mime="application/json", key="dl_json",
+                      icon=":material/data_object:", on_click="ignore")  # fmt: skip
+
+    st.markdown("**Case history**")
+    if review.intake is not None and review.case_id:
+        if st.checkbox("Also store this case's images, report text and clinical record in the history",
+                       key=f"store_inputs_{review.case_id}",
+                       help="Off by default: the history keeps only a pseudonymous id, input hashes, the "
+                       "prediction and the model version."):  # fmt: skip
+            try:
+                CaseHistory().record(review.prediction, review.input_hashes, inputs=review.intake.stored_inputs(),
+                                     explanation=review.explanation.to_dict(), store_inputs=True)  # fmt: skip
+                st.caption("Stored with its inputs.")
+            except HistoryError as exc:
+                st.warning(str(exc))
+    try:
+        past = CaseHistory().list_cases(limit=15)
+    except HistoryError as exc:
+        past = []
+        st.warning(str(exc))
+    for rec in past:
+        c_a, c_b = st.columns([5, 1])
+        c_a.write(rec.label)
+        if c_b.button("Open", key=f"open_{rec.case_id}"):
+            state["open_case_id"] = rec.case_id
+            st.rerun()
