@@ -122,3 +122,17 @@ def test_missing_pattern_that_leaves_nobody_is_reported_as_undefined(trained: di
     out = evaluate_split(load_bundle(trained["model"]), cases, t, e, t, e, n_boot=5)
     assert out["cindex_by_missing_pattern"]["without_clinical"] is None
     assert 0 <= out["cindex_by_missing_pattern"]["without_slide"] <= 1
+
+
+def test_selection_chooses_by_out_of_fold_c_on_training_rows(trained: dict[str, Path]) -> None:
+    from mrrp.train.selection import CANDIDATES, run_selection
+
+    names = list(CANDIDATES)[:2]
+    out = run_selection(
+        trained["cohort"] / "manifest.csv", names, cache_dir=trained["cache"], folds=2, max_epochs=40, patience_epochs=20
+    )
+    assert set(out["candidates"]) == set(names)
+    best = max(out["candidates"].values(), key=lambda r: r["oof_c_train"])
+    assert out["candidates"][out["chosen"]] is best
+    for r in out["candidates"].values():
+        assert 0 <= r["oof_c_train"] <= 1 and len(r["best_epochs"]) == 2

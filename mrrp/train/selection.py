@@ -36,7 +36,15 @@ CANDIDATES: dict[str, tuple[dict, dict]] = {
 }
 
 
-def run_selection(manifest: str | Path, names: list[str] | None = None, log=None) -> dict:
+def run_selection(
+    manifest: str | Path,
+    names: list[str] | None = None,
+    log=None,
+    cache_dir: str | Path | None = None,
+    **train_overrides,
+) -> dict:
+    """Every candidate (or ``names``) trained by k-fold CV on the training split; the best OOF C is chosen.
+    ``train_overrides`` (e.g. ``folds``, ``max_epochs``) apply to every candidate alike (used by tests)."""
     from mrrp.features.encoders import torch_threads
     from mrrp.io.manifest import read_manifest
     from mrrp.model.batch import collate, select
@@ -44,7 +52,7 @@ def run_selection(manifest: str | Path, names: list[str] | None = None, log=None
     from mrrp.train.trainer import TrainConfig, cross_validate, harrell_c, predict
 
     rows = read_manifest(manifest)
-    cases = load_cases(rows)
+    cases = load_cases(rows, cache_dir)
     split = np.array([r.split for r in rows])
     t = np.array([r.time_months for r in rows], float)
     e = np.array([r.event for r in rows], int)
@@ -56,7 +64,11 @@ def run_selection(manifest: str | Path, names: list[str] | None = None, log=None
         model_kw, train_kw = CANDIDATES[name]
         t0 = time.perf_counter()
         models, oof, infos = cross_validate(
-            default_model_config(**model_kw), train_batch, t[idx["train"]], e[idx["train"]], TrainConfig(**train_kw)
+            default_model_config(**model_kw),
+            train_batch,
+            t[idx["train"]],
+            e[idx["train"]],
+            TrainConfig(**{**train_kw, **train_overrides}),
         )
         with torch_threads(1):
             member = np.stack([predict(m, batch) for m in models])
