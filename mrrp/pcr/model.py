@@ -3,7 +3,7 @@
 One network carries the three stages' parts, so every stage's output can be shown for a patient:
 
     x (B, 3, 64, 64, 32) ─ stem (2 strided convs) ─> s (B, C1, 16, 16, 8)
-        stage 1: s ─ global_block ─ mean over voxels ─ global_head ─> logit_image
+        stage 1: s ─ global_block ─ [mean, max] over voxels ─ global_head ─> logit_image
         stage 2: s ─ guided_block ─> f (B, C2, 16, 16, 8) ─ attention (1x1x1 convs) ─ softmax over voxels ─> A (B, N)
                  z = Σ_n A_n f_n (B, C2) ─ guided_head ─> logit_guided
         stage 3: logit_final = logit_guided + fusion([logit_guided, clinical])   (linear, starts at 0)
@@ -33,6 +33,10 @@ class NetConfig:
     attention_hidden: int = 16
     clinical_dim: int = 0
     norm: str = "group"  # "group", "batch" or "none"
+    # Stage 1's pooling. "meanmax" concatenates the mean and the maximum over voxels: the tumour fills ~1% of
+    # the volume, so a mean alone dilutes it to nothing (stage 1 stayed at chance); the maximum lets a small
+    # region carry the image-level decision without any mask. "mean" is what bundles before this option used.
+    global_pool: str = "meanmax"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +45,7 @@ class NetConfig:
     def from_dict(cls, d: dict) -> NetConfig:
         d = dict(d)
         d["stem_widths"] = tuple(d["stem_widths"])
+        d.setdefault("global_pool", "mean")  # bundles written before the option pooled by mean
         return cls(**d)
 
 
@@ -61,7 +66,9 @@ class StepwisePCRNet(nn.Module):
         c2 = cfg.branch_width
         self.stem = nn.Sequential(_conv(cfg.in_channels, c0, 2, cfg.norm), _conv(c0, c1, 2, cfg.norm))
         self.global_block = _conv(c1, c2, 1, cfg.norm)
-        self.global_head = nn.Linear(c2, 1)
+        if cfg.global_pool not in ("mean", "meanmax"):
+            raise ValueError(f"unknown global_pool {cfg.global_pool!r}")
+        self.global_head = nn.Linear(2 * c2 if cfg.global_pool == "meanmax" else c2, 1)
         self.guided_block = _conv(c1, c2, 1, cfg.norm)
         self.attention = nn.Sequential(
             nn.Conv3d(c2, cfg.attention_hidden, 1), nn.Tanh(), nn.Conv3d(cfg.attention_hidden, 1, 1)
@@ -80,7 +87,11 @@ class StepwisePCRNet(nn.Module):
 
     def image_logit(self, s: torch.Tensor) -> torch.Tensor:
         """Stage 1 from stem features: (B, C1, ...) → (B,)."""
-        return self.global_head(self.global_block(s).mean(dim=(2, 3, 4))).squeeze(1)
+        f = self.global_block(s)  # (B, C2, X', Y', Z')
+        pooled = f.mean(dim=(2, 3, 4))  # (B, C2)
+        if self.cfg.global_pool == "meanmax":
+            pooled = torch.cat([pooled, f.amax(dim=(2, 3, 4))], dim=1)  # (B, 2 * C2)
+        return self.global_head(pooled).squeeze(1)
 
     def guided(self, s: torch.Tensor, prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Stage 2 from stem features. ``prior`` (B, N) in [0, 1] restricts attention (a mask at inference)."""
