@@ -182,3 +182,29 @@ def test_demo_patient_review_in_browser(server) -> None:
         assert doc["prediction"]["risk_group"] == "high" and "not for clinical decisions" in doc["notice"]
         browser.close()
     assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
+
+
+def test_pcr_demo_patient_in_browser(server) -> None:
+    """The pCR page from the navigation: a demo MRI patient gives a probability, the stages and the attention map."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _slides = server
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    off_machine: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        _watch_requests(page, off_machine)
+        page.goto(url)
+        page.get_by_role("link", name="pCR from MRI").click(timeout=60_000)
+        expect(page.get_by_role("heading", name="pCR prediction from breast MRI")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("not for clinical decisions").first).to_be_visible()
+        page.get_by_text("Demo MRI patient", exact=True).click()
+        page.get_by_role("button", name="Use this demo MRI patient").click(timeout=120_000)
+        expect(page.get_by_text("pCR probability")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Stage by stage")).to_be_visible()
+        expect(page.get_by_text("Where the model looked")).to_be_visible()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTEFACTS / "pcr_page.png"), full_page=False)
+        browser.close()
+    assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
