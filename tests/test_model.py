@@ -81,6 +81,20 @@ def test_absent_modality_inputs_have_no_effect(batch) -> None:
         assert torch.isfinite(model(batch, only)[0]).all()
 
 
+def test_linear_clinical_term_counts_only_when_the_record_is_present(batch) -> None:
+    model = MRRP(_cfg(clinical_linear=True)).eval()
+    with torch.no_grad():
+        model.clinical_linear.weight.normal_()  # zero at initialisation; make it matter here
+    changed = dict(batch)
+    changed["clin_numeric"] = batch["clin_numeric"] + 1.0
+    present = model(batch)[0], model(changed)[0]
+    assert (present[0] - present[1]).abs().min() > 1e-4  # every patient has a record: the term moves the risk
+    hide = batch["present"].clone()
+    hide[:, 3] = False
+    assert torch.allclose(model(batch, hide)[0], model(changed, hide)[0], atol=1e-6)
+    assert MRRP(_cfg(clinical_linear=False)).clinical_linear is None
+
+
 def test_gradients_reach_compensation_and_encoders(batch) -> None:
     model = MRRP(_cfg())
     present = batch["present"].clone()

@@ -42,6 +42,10 @@ class FusionConfig:
     # head (TrainConfig.aux_weight) so every branch learns a prognostic summary of its own instead of
     # leaning on whichever modality is easiest; its outputs are also reported per modality.
     aux_heads: bool = False
+    # A linear Cox term on the clinical fields added to the attention head's log-risk (gated by the
+    # record's presence): the classical CoxPH path kept inside the model, attention adds what it misses.
+    # Won on out-of-fold C of the training split (docs/model_selection.json).
+    clinical_linear: bool = True
     n_numeric: int = 8
     categorical_sizes: tuple[int, ...] = (2, 2, 4, 2, 2, 2)
 
@@ -133,6 +137,11 @@ class MRRP(nn.Module):
         self.inter_cross = nn.MultiheadAttention(d, cfg.heads, dropout=cfg.dropout, batch_first=True)
         self.inter_norm = nn.LayerNorm(d)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        n_clin_in = 2 * cfg.n_numeric + sum(size + 1 for size in cfg.categorical_sizes)
+        self.clinical_linear = nn.Linear(n_clin_in, 1) if cfg.clinical_linear else None
+        if self.clinical_linear is not None:
+            nn.init.zeros_(self.clinical_linear.weight)
+            nn.init.zeros_(self.clinical_linear.bias)
         self.aux_head = (
             nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1)) for _ in MODALITIES)
             if cfg.aux_heads
@@ -184,6 +193,8 @@ class MRRP(nn.Module):
         fused, inter_w = self.inter_cross(query, tokens, tokens, need_weights=True, average_attn_weights=True)
         fused = self.inter_norm(query + fused).mean(dim=1)  # (B, d)
         log_risk = self.head(fused).squeeze(-1)  # (B,)
+        if self.clinical_linear is not None:
+            log_risk = log_risk + self.clinical_linear(self._clinical_design(batch)).squeeze(-1) * present_f[:, 3]
         aux: dict[str, object] = {"intra": intra_weights, "inter": inter_w, "present": present}
         if self.aux_head is not None:
             # (B, M): each modality's own log-risk from its summary (meaningful only where present)
@@ -191,6 +202,14 @@ class MRRP(nn.Module):
                 [h(summary[:, m].mean(dim=1)).squeeze(-1) for m, h in enumerate(self.aux_head)], dim=1
             )
         return log_risk, aux
+
+    def _clinical_design(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, P): standardised numeric values (0 where unknown), known indicators, one-hot categories incl. unknown."""
+        known = batch["clin_known"].float()
+        parts = [batch["clin_numeric"] * known, known]
+        for i, size in enumerate(self.cfg.categorical_sizes):
+            parts.append(nn.functional.one_hot(batch["clin_categorical"][:, i], size + 1).float())
+        return torch.cat(parts, dim=1)
 
     def _fill_absent(self, summary: torch.Tensor, present: torch.Tensor, present_f: torch.Tensor) -> torch.Tensor:
         b, n_mod, q, d = summary.shape

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-# name → (FusionConfig overrides, TrainConfig overrides)
+# name → (FusionConfig overrides, TrainConfig overrides); the linear clinical term is off unless named,
+# as it was when the earlier candidates were run.
 CANDIDATES: dict[str, tuple[dict, dict]] = {
     "first bundle (d 96, wd 1e-3, dropout 0.1)": ({"d": 96, "dropout": 0.1}, {"weight_decay": 1e-3}),
     "regularised (d 64, wd 1e-2, dropout 0.25)": ({"d": 64, "dropout": 0.25}, {"weight_decay": 1e-2}),
@@ -33,6 +34,10 @@ CANDIDATES: dict[str, tuple[dict, dict]] = {
         {"weight_decay": 1e-3, "aux_weight": 0.5},
     ),
     "tile dropout 0.5": ({"d": 96, "dropout": 0.1}, {"weight_decay": 1e-3, "tile_dropout": 0.5}),
+    "regularised + linear clinical term": (
+        {"d": 64, "dropout": 0.25, "clinical_linear": True},
+        {"weight_decay": 1e-2},
+    ),
 }
 
 
@@ -64,7 +69,7 @@ def run_selection(
         model_kw, train_kw = CANDIDATES[name]
         t0 = time.perf_counter()
         models, oof, infos = cross_validate(
-            default_model_config(**model_kw),
+            default_model_config(**{"clinical_linear": False, **model_kw}),
             train_batch,
             t[idx["train"]],
             e[idx["train"]],
