@@ -4,7 +4,9 @@
 
 Needs the cohort's features in the cache (they are after `make model`). Measures, in one run:
   predict_ms   one patient, 5 ensemble members, survival curve and intervals (median of 50)
-  train_s      5-fold CV training from cached features (full-batch, early stopping)
+  naive_ms     the same forward passes at torch's default thread count (baseline for the 1-thread choice)
+  train_s      5-fold CV training from cached features (full-batch, early stopping, 1 torch thread)
+  fold_s       one fold at 1 thread vs at torch's default thread count (the baseline)
 Writes benchmarks/model_results.json and appends a row to benchmarks/results.md.
 """
 
@@ -46,19 +48,48 @@ def main() -> None:
         t = time.perf_counter()
         predict_cases(bundle, [cases[i % len(cases)]])
         times.append(time.perf_counter() - t)
+    import torch
+
     from mrrp.model.batch import collate
+    from mrrp.model.survival import ensemble_summary
+
+    naive = []
+    for i in range(50):
+        t = time.perf_counter()
+        batch = collate([cases[i % len(cases)]])
+        with torch.no_grad():  # default threads, no single-thread context
+            lr = np.stack(
+                [m(batch)[0].double().numpy() - o for m, o in zip(bundle.models, bundle.member_offsets, strict=True)]
+            )
+        ensemble_summary(lr, bundle.baselines, horizons=(36, 60, 84), time_grid_months=np.arange(0, 121, 1.0))
+        naive.append(time.perf_counter() - t)
+    from mrrp.features.encoders import torch_threads
+    from mrrp.train.trainer import _cross_validate
 
     tm = np.array([r.time_months for r in train])
     ev = np.array([r.event for r in train])
     t = time.perf_counter()
     cross_validate(default_model_config(), collate(cases), tm, ev, TrainConfig(folds=5))
     cv_s = time.perf_counter() - t
+    fold = {}
+    one_fold = TrainConfig(folds=5, max_epochs=60, patience_epochs=1000)  # fixed work: 60 epochs per fold
+    for label, threads in (("one_thread", 1), ("default_threads", None)):
+        t = time.perf_counter()
+        if threads:
+            with torch_threads(threads):
+                _cross_validate(default_model_config(), collate(cases[:300]), tm[:300], ev[:300], one_fold)
+        else:
+            _cross_validate(default_model_config(), collate(cases[:300]), tm[:300], ev[:300], one_fold)
+        fold[label] = round(time.perf_counter() - t, 1)
     result = {
         "date": dt.date.today().isoformat(),
         "predict_ms_median": round(1000 * float(np.median(times)), 1),
         "predict_ms_p95": round(1000 * float(np.quantile(times, 0.95)), 1),
         "ensemble_members": len(bundle.models),
+        "naive_predict_ms_median": round(1000 * float(np.median(naive)), 1),
+        "default_torch_threads": torch.get_num_threads(),
         "train_5fold_seconds": round(cv_s, 1),
+        "train_5x60_epochs_seconds": fold,
         "load_cached_features_seconds": round(load_s, 1),
         "n_train": len(train),
     }
@@ -67,8 +98,11 @@ def main() -> None:
     with (HERE / "results.md").open("a") as fh:
         fh.write(
             f"\nModel ({result['date']}): one patient from cached features through the {result['ensemble_members']}-member "
-            f"ensemble {result['predict_ms_median']} ms (median, p95 {result['predict_ms_p95']} ms); 5-fold training from "
-            f"cached features {result['train_5fold_seconds']} s on {result['n_train']} patients (`benchmarks/bench_model.py`).\n"
+            f"ensemble {result['predict_ms_median']} ms (median, p95 {result['predict_ms_p95']} ms; at torch's default "
+            f"{result['default_torch_threads']} threads {result['naive_predict_ms_median']} ms); 5-fold training from "
+            f"cached features {result['train_5fold_seconds']} s on {result['n_train']} patients; fixed 5 x 60 epochs on 300 "
+            f"patients {fold['one_thread']} s at 1 thread vs {fold['default_threads']} s at default threads "
+            f"(`benchmarks/bench_model.py`).\n"
         )
 
 
