@@ -174,6 +174,24 @@ def test_integrated_gradients_are_complete() -> None:
     assert set(e.completeness_error) == {"tiles", "clinical"} and max(e.completeness_error.values()) < 1e-2
 
 
+def test_clinical_attribution_includes_the_linear_clinical_term() -> None:
+    """The model's linear Cox term on the clinical fields is attributed too: completeness still holds."""
+    bundle, case = _bundle(seed=4), _case(seed=4)
+    with torch.no_grad():
+        for m in bundle.models:
+            m.clinical_linear.weight.normal_(0.0, 0.5)  # zero at initialisation; make it matter
+    e = explain_case(bundle, case, ig_steps=32)
+    unknown = {
+        "clin_known": torch.zeros(1, 7, dtype=torch.bool),
+        "clin_categorical": torch.tensor([CATEGORICAL_SIZES], dtype=torch.long),
+    }
+    clinical_gap = e.full_log_risk - _f(bundle, case, **unknown)
+    assert abs(clinical_gap) > 0.05
+    assert sum(e.clinical.values()) == pytest.approx(clinical_gap, abs=2e-3 + 0.02 * abs(clinical_gap))
+    assert e.clinical["ki67_percent"] == 0.0  # unknown = baseline, also for the linear term
+    assert e.completeness_error["clinical"] < 1e-2
+
+
 def test_sentence_occlusion_is_the_risk_without_the_sentence() -> None:
     bundle, case = _bundle(seed=1), _case(seed=1)
     e = explain_case(bundle, case, ig_steps=4)

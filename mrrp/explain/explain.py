@@ -27,7 +27,9 @@ log-risk units of the ensemble mean, the scale of ``Prediction.log_risk``):
 - **Clinical fields.** Integrated Gradients (captum ``LayerIntegratedGradients`` on each member's
   clinical token encoder): the path runs in token space from every field "unknown" (the model's
   learned unknown embedding; the record itself stays present) to the patient's values; one signed
-  number per field (summed over the token dimension). Unknown fields therefore get exactly 0.
+  number per field (summed over the token dimension). The model's linear clinical Cox term gets its
+  exact attribution from the same baseline (w · (x − baseline), which is what IG gives for a linear
+  function) added per field. Unknown fields therefore get exactly 0.
 - **Report sentences.** Occlusion: the log-risk with the sentence's token masked out, subtracted
   from the full log-risk (> 0: the sentence pushed the risk up). Masking a token is not a value
   perturbation, so captum's ablation classes (which replace values) cannot express it; removing
@@ -280,8 +282,31 @@ def clinical_integrated_gradients(
             return_convergence_delta=True,
         )  # fmt: skip
         total += attr.sum(dim=-1)[0].detach().double().numpy()  # (F,)
-        delta_sum += float(delta.item())
+        linear = _linear_clinical_attribution(model, batch, baselines) / n if bool(present[0, 3]) else 0.0
+        total += linear
+        # captum's delta compares the token path with f(x) − f(baseline), which also holds the linear term
+        delta_sum += float(delta.item()) + float(np.sum(linear))
     return {f: float(v) for f, v in zip(CLINICAL_TOKEN_FIELDS, total, strict=True)}, abs(delta_sum)
+
+
+def _linear_clinical_attribution(model, batch: Mapping[str, Any], baselines: tuple) -> np.ndarray | float:
+    """Exact per-field attribution of the model's linear clinical Cox term (IG of a linear function is
+    w · (x − baseline)), from the same all-unknown baseline; 0 when the model has no such term."""
+    if getattr(model, "clinical_linear", None) is None:
+        return 0.0
+    x = {"clin_numeric": batch["clin_numeric"][:1], "clin_known": batch["clin_known"][:1],
+         "clin_categorical": batch["clin_categorical"][:1]}  # fmt: skip
+    b = {"clin_numeric": baselines[0][:1], "clin_known": baselines[1][:1], "clin_categorical": baselines[2][:1]}
+    with torch.no_grad():
+        contrib = (model._clinical_design(x) - model._clinical_design(b))[0] * model.clinical_linear.weight[0]
+    contrib = contrib.double().numpy()
+    n_num = model.cfg.n_numeric
+    per_field = list(contrib[:n_num] + contrib[n_num : 2 * n_num])  # value and known indicator of each numeric field
+    start = 2 * n_num
+    for size in model.cfg.categorical_sizes:
+        per_field.append(contrib[start : start + size + 1].sum())
+        start += size + 1
+    return np.array(per_field)
 
 
 # -- report sentences ----------------------------------------------------------------------------

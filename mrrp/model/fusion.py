@@ -1,5 +1,6 @@
 """The MRRP fusion model: intra-modality cross-attention, hierarchical inter-modality attention,
-learnable compensation for absent modalities, and a Cox log-risk head.
+learnable compensation for absent modalities, and a Cox log-risk head (plus, by default, a linear Cox
+term on the clinical fields, gated by the record's presence).
 
 Modalities (the unit of presence, compensation and Shapley values):
 
