@@ -77,9 +77,9 @@ def main() -> None:
         t = time.perf_counter()
         if threads:
             with torch_threads(threads):
-                _cross_validate(default_model_config(), collate(cases[:300]), tm[:300], ev[:300], one_fold)
+                _cross_validate(default_model_config(), collate(cases[:300]), tm[:300], ev[:300], one_fold, None)
         else:
-            _cross_validate(default_model_config(), collate(cases[:300]), tm[:300], ev[:300], one_fold)
+            _cross_validate(default_model_config(), collate(cases[:300]), tm[:300], ev[:300], one_fold, None)
         fold[label] = round(time.perf_counter() - t, 1)
     result = {
         "date": dt.date.today().isoformat(),
