@@ -156,6 +156,7 @@ def test_demo_patient_review_in_browser(server) -> None:
         expect(page.get_by_text("High risk", exact=True)).to_be_visible(timeout=180_000)
         expect(page.get_by_text("5-year recurrence").first).to_be_visible()
         expect(page.get_by_text("H&E slide: provided")).to_be_visible()
+        page.mouse.move(5, 5)  # no hover tooltip over the picture
         page.wait_for_timeout(1500)  # let plotly finish drawing before the picture
         page.screenshot(path=str(ARTEFACTS / "patient_review.png"), full_page=False)
         page.get_by_role("tab", name="Slide heatmap").click()
