@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,29 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_atomic_bundle(out: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Build a bundle folder with ``write(folder)``, add ``checksums.json`` (sha256 of every file), and
+    swap it in for ``out`` only when complete: a failed run never replaces a good bundle."""
+    final = Path(out)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        write(partial)
+        sums = {p.name: _sha256(p) for p in sorted(partial.iterdir()) if p.is_file()}
+        (partial / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    backup = final.with_name(final.name + ".previous")
+    shutil.rmtree(backup, ignore_errors=True)
+    if final.exists():
+        os.replace(final, backup)
+    os.replace(partial, final)
+    shutil.rmtree(backup, ignore_errors=True)
+    return final
+
+
 def write_bundle(
     out: str | os.PathLike[str],
     *,
@@ -59,42 +83,28 @@ def write_bundle(
 ) -> Path:
     import torch
 
-    final = Path(out)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        (partial / "config.json").write_text(json.dumps({"format": BUNDLE_FORMAT, **config}, indent=2) + "\n")
+    def write(folder: Path) -> None:
+        (folder / "config.json").write_text(json.dumps({"format": BUNDLE_FORMAT, **config}, indent=2) + "\n")
         for k, m in enumerate(models):
             # Half precision on disk keeps the bundle small; weights are restored to fp32 on load.
             torch.save(
                 {n: t.half() if t.is_floating_point() else t for n, t in m.state_dict().items()},
-                partial / f"fold_{k}.pt",
+                folder / f"fold_{k}.pt",
             )
-        (partial / "baseline.json").write_text(
+        (folder / "baseline.json").write_text(
             json.dumps(
                 {"ensemble": ensemble_baseline.to_dict(), "members": [b.to_dict() for b in baselines],
                  "member_offsets": [float(o) for o in member_offsets]}
             ) + "\n"
         )  # fmt: skip
-        (partial / "cutoffs.json").write_text(json.dumps(cutoffs.to_dict(), indent=2) + "\n")
-        (partial / "reference_risk.json").write_text(json.dumps([round(float(v), 6) for v in reference_risk]) + "\n")
+        (folder / "cutoffs.json").write_text(json.dumps(cutoffs.to_dict(), indent=2) + "\n")
+        (folder / "reference_risk.json").write_text(json.dumps([round(float(v), 6) for v in reference_risk]) + "\n")
         if reference_km is not None:
-            (partial / "reference_km.json").write_text(json.dumps(reference_km, default=float) + "\n")
-        (partial / "training_summary.json").write_text(json.dumps(training_summary, indent=2, default=float) + "\n")
-        (partial / "model_card.json").write_text(json.dumps(model_card, indent=2, default=float) + "\n")
-        sums = {p.name: _sha256(p) for p in sorted(partial.iterdir()) if p.is_file()}
-        (partial / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    backup = final.with_name(final.name + ".previous")
-    shutil.rmtree(backup, ignore_errors=True)
-    if final.exists():
-        os.replace(final, backup)
-    os.replace(partial, final)
-    shutil.rmtree(backup, ignore_errors=True)
-    return final
+            (folder / "reference_km.json").write_text(json.dumps(reference_km, default=float) + "\n")
+        (folder / "training_summary.json").write_text(json.dumps(training_summary, indent=2, default=float) + "\n")
+        (folder / "model_card.json").write_text(json.dumps(model_card, indent=2, default=float) + "\n")
+
+    return write_atomic_bundle(out, write)
 
 
 def bundle_checksum(path: str | os.PathLike[str]) -> str:

@@ -14,24 +14,14 @@ a good bundle; loading verifies every checksum and refuses a tampered or incompl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrrp.model.bundle import BundleError, bundle_checksum, verify_bundle
+from mrrp.model.bundle import BundleError, bundle_checksum, verify_bundle, write_atomic_bundle
 
 PCR_BUNDLE_FORMAT = "mrrp-pcr-bundle-1"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_pcr_bundle(
@@ -46,37 +36,23 @@ def write_pcr_bundle(
 ) -> Path:
     import torch
 
-    final = Path(out)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        (partial / "config.json").write_text(json.dumps({"format": PCR_BUNDLE_FORMAT, **config}, indent=2) + "\n")
+    def write(folder: Path) -> None:
+        (folder / "config.json").write_text(json.dumps({"format": PCR_BUNDLE_FORMAT, **config}, indent=2) + "\n")
         torch.save(
-            {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, partial / "model.pt"
+            {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, folder / "model.pt"
         )
         torch.save(
             [{k: v.half() if v.is_floating_point() else v for k, v in h.items()} for h in fusion_heads],
-            partial / "fusion_heads.pt",
+            folder / "fusion_heads.pt",
         )
         for name, obj in (
             ("evaluation", evaluation),
             ("training_summary", training_summary),
             ("model_card", model_card),
         ):
-            (partial / f"{name}.json").write_text(json.dumps(obj, indent=2, default=float) + "\n")
-        sums = {p.name: _sha256(p) for p in sorted(partial.iterdir()) if p.is_file()}
-        (partial / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    backup = final.with_name(final.name + ".previous")
-    shutil.rmtree(backup, ignore_errors=True)
-    if final.exists():
-        os.replace(final, backup)
-    os.replace(partial, final)
-    shutil.rmtree(backup, ignore_errors=True)
-    return final
+            (folder / f"{name}.json").write_text(json.dumps(obj, indent=2, default=float) + "\n")
+
+    return write_atomic_bundle(out, write)
 
 
 @dataclass
