@@ -66,11 +66,8 @@ def _resolve(base: Path, cell: str) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
-def read_manifest(
-    path: str | os.PathLike[str], *, require_outcomes: bool = True, check_files: bool = True
-) -> list[ManifestRow]:
-    """Parse and validate a manifest. Raises ManifestError listing every problem, row by row."""
-    p = Path(path)
+def open_manifest_csv(p: Path, required: list[str]) -> csv.DictReader:
+    """A UTF-8 CSV manifest's reader, after checking the file exists, decodes and has ``required`` columns."""
     if not p.is_file():
         raise ManifestError(f"The manifest '{p.name}' was not found.")
     try:
@@ -78,11 +75,19 @@ def read_manifest(
     except UnicodeDecodeError:
         raise ManifestError(f"The manifest '{p.name}' is not a UTF-8 text CSV file.") from None
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    required = [c for c in REQUIRED_COLUMNS if require_outcomes or c not in OUTCOME_COLUMNS]
-    missing = [c for c in required if c not in header]
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise ManifestError(f"The manifest '{p.name}' lacks column(s): {', '.join(missing)}.")
+    return reader
+
+
+def read_manifest(
+    path: str | os.PathLike[str], *, require_outcomes: bool = True, check_files: bool = True
+) -> list[ManifestRow]:
+    """Parse and validate a manifest. Raises ManifestError listing every problem, row by row."""
+    p = Path(path)
+    required = [c for c in REQUIRED_COLUMNS if require_outcomes or c not in OUTCOME_COLUMNS]
+    reader = open_manifest_csv(p, required)
     base = p.parent
     rows: list[ManifestRow] = []
     errors: list[str] = []
@@ -181,6 +186,12 @@ def write_manifest(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     columns = [*REQUIRED_COLUMNS, *[c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)], *extra_columns]
+    return write_csv_atomic(rows, out, columns)
+
+
+def write_csv_atomic(rows: list[dict[str, object]], out: Path, columns: list[str]) -> Path:
+    """Rows (dicts keyed by column; ``None`` → empty cell, other keys ignored) to ``out`` via a temporary file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:

@@ -9,15 +9,12 @@ work with one message listing every bad row.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mrrp.errors import InvalidValueError
-from mrrp.io.manifest import MAX_ERRORS_LISTED, ManifestError
+from mrrp.io.manifest import MAX_ERRORS_LISTED, ManifestError, open_manifest_csv, write_csv_atomic
 from mrrp.pcr.clinical import PCR_CLINICAL_NAMES, ClinicalRecord, parse_pcr_clinical
 
 ID_COLUMNS = ("patient_id", "site", "split")
@@ -42,17 +39,7 @@ class PCRRow:
 def read_pcr_manifest(path: str | os.PathLike[str], *, require_labels: bool = True) -> list[PCRRow]:
     """Parse and validate a pCR manifest; raises ManifestError listing every problem row by row."""
     p = Path(path)
-    if not p.is_file():
-        raise ManifestError(f"The manifest '{p.name}' was not found.")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ManifestError(f"The manifest '{p.name}' is not a UTF-8 text CSV file.") from None
-    reader = csv.DictReader(io.StringIO(text))
-    needed = [*ID_COLUMNS, "mri_path", *([LABEL_COLUMN] if require_labels else [])]
-    missing = [c for c in needed if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ManifestError(f"The manifest '{p.name}' lacks the column(s) {', '.join(missing)}.")
+    reader = open_manifest_csv(p, [*ID_COLUMNS, "mri_path", *([LABEL_COLUMN] if require_labels else [])])
     base = p.parent
     rows, problems, seen = [], [], set()
     for line, raw in enumerate(reader, start=2):
@@ -108,17 +95,4 @@ def read_pcr_manifest(path: str | os.PathLike[str], *, require_labels: bool = Tr
 
 def write_pcr_manifest(rows: list[dict[str, object]], path: str | os.PathLike[str]) -> Path:
     """Write rows (dicts keyed by column; None → empty cell) atomically."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(PCR_COLUMNS), extrasaction="ignore")
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({c: "" if r.get(c) is None else r.get(c) for c in PCR_COLUMNS})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_csv_atomic(rows, Path(path), list(PCR_COLUMNS))
