@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -83,30 +85,23 @@ def test_deep_link_on_a_fresh_server_keeps_the_shell(server) -> None:
     yet; mrrp.dashboard.shell.require_shell reruns it through app.py.) Runs first in this module, so the
     server is fresh.
     """
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _slides = server
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    with _browser_page(height=1200, watch=False) as page:
         page.goto(f"{url}/patient_review")
         expect(page.get_by_role("heading", name="Patient review")).to_be_visible(timeout=30_000)
         sidebar = page.get_by_test_id("stSidebar")
         expect(sidebar.get_by_text("not for clinical decisions")).to_be_visible()
         expect(sidebar.get_by_text("Version")).to_be_visible()
         expect(sidebar.get_by_role("link", name="Slide viewer")).to_be_visible()
-        browser.close()
 
 
 def test_slide_to_heatmap_in_browser(server) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _slides = server
-    off_machine: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2600})
-        _watch_requests(page, off_machine)
+    with _browser_page(height=2600) as page:
         page.goto(url)
         expect(page.get_by_text("not for clinical decisions").first).to_be_visible(timeout=30_000)
         page.get_by_role("link", name="Slide viewer").click()
@@ -122,6 +117,20 @@ def test_slide_to_heatmap_in_browser(server) -> None:
         shot = os.environ.get("MRRP_SCREENSHOT")
         if shot:
             page.screenshot(path=shot, full_page=True)
+
+
+@contextmanager
+def _browser_page(height: int, watch: bool = True) -> Iterator:
+    """A 1400-px-wide chromium page; with ``watch``, fails if the page made any request off the machine."""
+    from playwright.sync_api import sync_playwright
+
+    off_machine: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        if watch:
+            _watch_requests(page, off_machine)
+        yield page
         browser.close()
     assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
 
@@ -139,15 +148,11 @@ def _watch_requests(page, off_machine: list[str]) -> None:
 
 def test_demo_patient_review_in_browser(server) -> None:
     """One click on a demo patient gives the risk group, the probabilities and the slide heatmap."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _slides = server
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    off_machine: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        _watch_requests(page, off_machine)
+    with _browser_page(height=1800) as page:
         page.goto(url)
         expect(page.get_by_role("heading", name="Patient review")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("not for clinical decisions").first).to_be_visible()
@@ -181,21 +186,15 @@ def test_demo_patient_review_in_browser(server) -> None:
         json_download.value.save_as(str(json_path))
         doc = json.loads(json_path.read_text())
         assert doc["prediction"]["risk_group"] == "high" and "not for clinical decisions" in doc["notice"]
-        browser.close()
-    assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
 
 
 def test_pcr_demo_patient_in_browser(server) -> None:
     """The pCR page from the navigation: a demo MRI patient gives a probability, the stages and the attention map."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _slides = server
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    off_machine: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        _watch_requests(page, off_machine)
+    with _browser_page(height=1600) as page:
         page.goto(url)
         page.get_by_role("link", name="pCR from MRI").click(timeout=60_000)
         expect(page.get_by_role("heading", name="pCR prediction from breast MRI")).to_be_visible(timeout=60_000)
@@ -207,5 +206,3 @@ def test_pcr_demo_patient_in_browser(server) -> None:
         expect(page.get_by_text("Where the model looked")).to_be_visible()
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTEFACTS / "pcr_page.png"), full_page=False)
-        browser.close()
-    assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
