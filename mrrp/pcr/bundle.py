@@ -1,4 +1,4 @@
-"""pCR model bundles: one folder, a checksum per file, written atomically (as mrrp.model.bundle does).
+"""pCR model bundles: one folder, a checksum per file, written atomically by mrrp.model.bundle.write_atomic_bundle.
 
     config.json            network config, working grid, clinical standardisation, calibration, threshold
     model.pt               the stepwise network (all three stages), half precision
