@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test test-fast bench lint setup clean-cache model model-selection
+.PHONY: run test test-fast bench lint format setup clean-cache model model-selection
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -20,6 +20,7 @@ run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff format --check mrrp tests benchmarks app.py pages
 	$(VENV)/bin/ruff check mrrp tests benchmarks app.py pages
 	$(PY) -m pytest -q
 
@@ -36,7 +37,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_pcr.py
 
 lint: $(STAMP)
+	$(VENV)/bin/ruff format --check mrrp tests benchmarks app.py pages
 	$(VENV)/bin/ruff check mrrp tests benchmarks app.py pages
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format mrrp tests benchmarks app.py pages
 
 clean-cache:
 	rm -rf $${MRRP_CACHE_DIR:-$$HOME/.cache/mrrp}

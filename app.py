@@ -44,9 +44,12 @@ with st.sidebar:
     current = st.session_state.get(SESSION_KEY, str(BUNDLED_MODEL_DIR))
     index = next((i for i, label in enumerate(labels) if str(models[label]) == current), 0)
     choice = st.selectbox(
-        "Model", labels, index=index, key="model_choice",
+        "Model",
+        labels,
+        index=index,
+        key="model_choice",
         help="The bundled demo model, or a site's own bundle from the models folder (MRRP_MODELS_DIR).",
-    )  # fmt: skip
+    )
     chosen = str(models[choice])
     try:
         bundle = load_model(chosen)

@@ -72,9 +72,22 @@ def time_first_page(script: Path, heading: str, env: dict[str, str], browser) ->
     page = browser.new_page()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(script),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:
@@ -110,8 +123,12 @@ def bench_cold_start(repeats: int, env: dict[str, str]) -> dict:
                 base.append(time_first_page(hello, "Hello", env, browser))
                 app.append(time_first_page(REPO / "app.py", "Patient review", env, browser))
             browser.close()
-    return {"app_s": app, "baseline_hello_s": base, "app_median_s": statistics.median(app),
-            "baseline_median_s": statistics.median(base)}  # fmt: skip
+    return {
+        "app_s": app,
+        "baseline_hello_s": base,
+        "app_median_s": statistics.median(app),
+        "baseline_median_s": statistics.median(base),
+    }
 
 
 # -- one patient through the page's call sequence ------------------------------------------------------
@@ -171,9 +188,13 @@ def bench_demo(repeats: int, cache_dir: Path) -> dict:
         predict_cases(bundle, [build_case(demo_inputs(cache_dir, "DEMO-02"), cache_dir=cache_dir).case])
         base.append(time.perf_counter() - t0)
     median = min(runs, key=lambda r: abs(r["total"] - statistics.median(x["total"] for x in runs)))
-    return {"total_s": [r["total"] for r in runs], "median_s": statistics.median(r["total"] for r in runs),
-            "stages_s_of_median_run": median, "baseline_predict_only_s": base,
-            "baseline_median_s": statistics.median(base)}  # fmt: skip
+    return {
+        "total_s": [r["total"] for r in runs],
+        "median_s": statistics.median(r["total"] for r in runs),
+        "stages_s_of_median_run": median,
+        "baseline_predict_only_s": base,
+        "baseline_median_s": statistics.median(base),
+    }
 
 
 def ensure_big_patient() -> tuple[Path, dict, float]:
@@ -213,9 +234,13 @@ def bench_fresh_slide() -> dict:
     get_encoder(), get_sentence_encoder()  # loaded at start-up by the app (cache_resource), not per patient
     slide_info = read_slide_info(row.slide_path)
     inputs = CaseInputs(
-        patient_id=row.patient_id, slide_path=row.slide_path, us_images=list(row.us_image_paths),
-        us_report=row.us_report_path, path_report=row.path_report_path, clinical_form=dict(row.clinical or {}),
-    )  # fmt: skip
+        patient_id=row.patient_id,
+        slide_path=row.slide_path,
+        us_images=list(row.us_image_paths),
+        us_report=row.us_report_path,
+        path_report=row.path_report_path,
+        clinical_form=dict(row.clinical or {}),
+    )
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as fresh:
         t0 = time.perf_counter()
@@ -226,10 +251,17 @@ def bench_fresh_slide() -> dict:
         t0 = time.perf_counter()
         slide_features(row.slide_path, encoder=get_encoder(), cache=FeatureCache(fresh))
         base = time.perf_counter() - t0
-    return {"slide_px": [slide_info.width_px, slide_info.height_px], "slide_mm": list(SLIDE_MM),
-            "slide_file_mb": round(slide_info.file_size_bytes / 1e6, 1), "write_s": round(write_s, 1),
-            "total_s": total, "stages_s": stages, "progress_updates": len(stamps),
-            "max_gap_between_progress_updates_s": max(gaps), "baseline_tile_features_only_s": base}  # fmt: skip
+    return {
+        "slide_px": [slide_info.width_px, slide_info.height_px],
+        "slide_mm": list(SLIDE_MM),
+        "slide_file_mb": round(slide_info.file_size_bytes / 1e6, 1),
+        "write_s": round(write_s, 1),
+        "total_s": total,
+        "stages_s": stages,
+        "progress_updates": len(stamps),
+        "max_gap_between_progress_updates_s": max(gaps),
+        "baseline_tile_features_only_s": base,
+    }
 
 
 def append_markdown(result: dict) -> None:
@@ -251,8 +283,10 @@ def append_markdown(result: dict) -> None:
         "|---|---|---|---|",
     ]
     if "skipped" not in cold:
-        lines.append(f"| cold start: `streamlit run` → patient review drawn in chromium | ≤ 5 s | "
-                     f"{cold['app_median_s']:.2f} s | one-line Streamlit app: {cold['baseline_median_s']:.2f} s |")  # fmt: skip
+        lines.append(
+            f"| cold start: `streamlit run` → patient review drawn in chromium | ≤ 5 s | "
+            f"{cold['app_median_s']:.2f} s | one-line Streamlit app: {cold['baseline_median_s']:.2f} s |"
+        )
     st = demo["stages_s_of_median_run"]
     lines.append(
         f"| demo patient (DEMO-02) → full results, features cached | ≤ 10 s | {demo['median_s']:.2f} s (intake "

@@ -133,9 +133,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.missing_rate is not None and not (0.0 <= args.missing_rate <= 0.9):
         raise InputError("--missing-rate must be between 0 and 0.9.")
     config = CohortConfig(
-        n=args.n, seed=args.seed, sites=sites, slide_size_mm=parse_slide_size(args.slide_size),
+        n=args.n,
+        seed=args.seed,
+        sites=sites,
+        slide_size_mm=parse_slide_size(args.slide_size),
         missing_rate=args.missing_rate,
-    )  # fmt: skip
+    )
     progress = _ProgressBar("patients", unit="patients", enabled="always" if args.progress else True)
     summary = write_cohort(args.out, config, workers=args.workers, progress=progress)
     if args.json:
@@ -296,15 +299,21 @@ def cmd_pcr_train(args: argparse.Namespace) -> int:
     if not (20 <= args.bootstrap <= 5000):
         raise InputError("--bootstrap must be between 20 and 5000.")
     cfg = TrainConfig(
-        seed=args.seed, stage1_epochs=args.stage1_epochs, stage2_epochs=args.stage2_epochs,
-        single_stage_epochs=args.single_stage_epochs, target_sensitivity=args.target_sensitivity,
+        seed=args.seed,
+        stage1_epochs=args.stage1_epochs,
+        stage2_epochs=args.stage2_epochs,
+        single_stage_epochs=args.single_stage_epochs,
+        target_sensitivity=args.target_sensitivity,
         n_boot=args.bootstrap,
-    )  # fmt: skip
+    )
     result = train_pcr(
-        args.manifest, args.out, cfg=cfg, workers=args.workers,
+        args.manifest,
+        args.out,
+        cfg=cfg,
+        workers=args.workers,
         log=(lambda m: sys.stderr.write(f"{m}\n")) if not args.json else None,
         progress=_ProgressBar("reading", unit="patients", enabled="always" if args.progress else True),
-    )  # fmt: skip
+    )
     if args.report:
         from mrrp.pcr.report import write_pcr_report
 
@@ -340,8 +349,10 @@ def cmd_pcr_predict(args: argparse.Namespace) -> int:
         return 0
     lo, hi = pred.interval
     print(pred.notice)
-    print(f"pCR probability {100 * pred.probability:.0f}% (interval {100 * lo:.0f}–{100 * hi:.0f}%), "
-          f"{'above' if pred.above_threshold else 'below'} the operating threshold of {100 * pred.threshold:.0f}%")  # fmt: skip
+    print(
+        f"pCR probability {100 * pred.probability:.0f}% (interval {100 * lo:.0f}–{100 * hi:.0f}%), "
+        f"{'above' if pred.above_threshold else 'below'} the operating threshold of {100 * pred.threshold:.0f}%"
+    )
     for s in pred.stages:
         print(f"  {s.label}: {100 * s.probability:.0f}%")
     for note in pred.notes:

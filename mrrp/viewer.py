@@ -23,9 +23,21 @@ from mrrp.features.store import SlideFeatures
 # Main files of the formats OpenSlide reads, plus plain images. Companion files of
 # multi-file formats (MIRAX .dat, VMS .jpg) are not listed on their own.
 SLIDE_EXTENSIONS = (
-    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm",
-    ".png", ".jpg", ".jpeg",
-)  # fmt: skip
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".scn",
+    ".mrxs",
+    ".svslide",
+    ".bif",
+    ".dcm",
+    ".png",
+    ".jpg",
+    ".jpeg",
+)
 # When several files are uploaded together (DICOM series, MIRAX), which one to open.
 _MAIN_FILE_PREFERENCE = (".mrxs", ".vms", ".vmu", ".svs", ".ndpi", ".scn", ".bif", ".svslide", ".tif", ".tiff", ".dcm")
 

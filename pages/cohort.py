@@ -101,9 +101,12 @@ with tab_perf:
 
             try:
                 evaluate_on_manifest(
-                    bundle, Path(eval_path.strip()).expanduser(), settings.cache_dir, n_boot=int(n_boot),
+                    bundle,
+                    Path(eval_path.strip()).expanduser(),
+                    settings.cache_dir,
+                    n_boot=int(n_boot),
                     progress=on_eval_progress,
-                )  # fmt: skip
+                )
             except InputError as exc:
                 bar.empty()
                 st.error(str(exc))
@@ -126,9 +129,11 @@ def _manifest_from_inputs() -> Path | None:
     if source == "Upload a CSV":
         upload = st.file_uploader("Manifest CSV", type=["csv"], key="batch_upload")
         base = st.text_input(
-            "Folder the manifest's relative paths start from", value=str(settings.slide_dir), key="batch_base",
+            "Folder the manifest's relative paths start from",
+            value=str(settings.slide_dir),
+            key="batch_base",
             help="Paths in a manifest are relative to its own folder, which an uploaded file does not have.",
-        )  # fmt: skip
+        )
         if upload is None:
             return None
         return save_uploaded_manifest(upload.getvalue(), upload.name, base, settings.upload_dir)
@@ -158,9 +163,12 @@ with tab_batch:
 
         try:
             result = score_manifest(
-                bundle, manifest, cache_dir=settings.cache_dir, notice=NOTICE if bundled else None,
+                bundle,
+                manifest,
+                cache_dir=settings.cache_dir,
+                notice=NOTICE if bundled else None,
                 progress=on_progress,
-            )  # fmt: skip
+            )
             state["batch_result"] = (bundle.checksum, str(manifest), result)
             bar.empty()
         except InputError as exc:

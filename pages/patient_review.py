@@ -72,14 +72,18 @@ def run_review(inputs: CaseInputs, title: str) -> None:
         try:
             load_encoders()  # once per server process; the intake below uses the same instances
             intake = build_case(
-                inputs, cache_dir=settings.cache_dir, upload_dir=settings.upload_dir,
+                inputs,
+                cache_dir=settings.cache_dir,
+                upload_dir=settings.upload_dir,
                 progress=lambda f, t: bar.progress(0.75 * f, text=t),
-            )  # fmt: skip
+            )
             if not intake.case.present.any():
                 status.update(label="Nothing to analyse", state="error")
                 problems = [f"{s.label} — {s.text}" for s in intake.statuses.values() if s.state == "invalid"]
-                st.error("None of the inputs could be used: give at least one of the slide, ultrasound, a report "
-                         "or the clinical record." + ("\n\n" + "\n\n".join(problems) if problems else ""))  # fmt: skip
+                st.error(
+                    "None of the inputs could be used: give at least one of the slide, ultrasound, a report "
+                    "or the clinical record." + ("\n\n" + "\n\n".join(problems) if problems else "")
+                )
                 return
             review = review_case(bundle, intake, progress=lambda f, t: bar.progress(0.75 + 0.25 * f, text=t))
         except InputError as exc:
@@ -137,20 +141,23 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
     slide_path: Path | None = None
     slide_error: str | None = None
     with tabs[0]:
-        source = st.radio("Slide source", ["Upload a file", "Local slide folder"], horizontal=True,
-                          key="rv_slide_source")  # fmt: skip
+        source = st.radio(
+            "Slide source", ["Upload a file", "Local slide folder"], horizontal=True, key="rv_slide_source"
+        )
         if source == "Upload a file":
             limit_mb = int(st.get_option("server.maxUploadSize"))
             uploads = st.file_uploader(
                 "Slide file (or all files of a DICOM/MIRAX slide)",
                 type=[e.lstrip(".") for e in SLIDE_EXTENSIONS] + ["dat", "ini", "xml"],
-                accept_multiple_files=True, key="rv_slide_upload",
+                accept_multiple_files=True,
+                key="rv_slide_upload",
                 help=f"Up to {limit_mb:,} MB; larger slides go in the local slide folder ({settings.slide_dir}).",
-            )  # fmt: skip
+            )
             if uploads:
                 try:
-                    slide_path = save_uploads([UploadedFileData(u.name, u.getvalue()) for u in uploads],
-                                              settings.upload_dir)  # fmt: skip
+                    slide_path = save_uploads(
+                        [UploadedFileData(u.name, u.getvalue()) for u in uploads], settings.upload_dir
+                    )
                 except InputError as exc:
                     slide_error = str(exc)
                 except OSError:
@@ -160,31 +167,45 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
             if not local:
                 st.info(f"No slides in the local slide folder `{settings.slide_dir}` (set MRRP_SLIDE_DIR).")
             else:
-                slide_path = st.selectbox("Slide", [None, *local], key="rv_slide_pick",
-                                          format_func=lambda p: "none" if p is None else str(
-                                              Path(p).relative_to(settings.slide_dir)))  # fmt: skip
+                slide_path = st.selectbox(
+                    "Slide",
+                    [None, *local],
+                    key="rv_slide_pick",
+                    format_func=lambda p: "none" if p is None else str(Path(p).relative_to(settings.slide_dir)),
+                )
         slide_mpp = st.number_input(
-            "Resolution (µm/pixel), only if the slide does not record it", min_value=0.05, max_value=20.0,
-            value=None, step=0.01, format="%.3f", key="rv_slide_mpp",
-        )  # fmt: skip
+            "Resolution (µm/pixel), only if the slide does not record it",
+            min_value=0.05,
+            max_value=20.0,
+            value=None,
+            step=0.01,
+            format="%.3f",
+            key="rv_slide_mpp",
+        )
     with tabs[1]:
         us_files = st.file_uploader(
             "Ultrasound images (PNG, JPEG or DICOM; identifiers are removed on reading)",
-            type=["png", "jpg", "jpeg", "dcm", "dicom"], accept_multiple_files=True, key="rv_us_upload",
-        )  # fmt: skip
+            type=["png", "jpg", "jpeg", "dcm", "dicom"],
+            accept_multiple_files=True,
+            key="rv_us_upload",
+        )
     with tabs[2]:
-        us_report_file = st.file_uploader("Ultrasound report (text file)", type=["txt", "text", "md"],
-                                          key="rv_us_report_file")  # fmt: skip
+        us_report_file = st.file_uploader(
+            "Ultrasound report (text file)", type=["txt", "text", "md"], key="rv_us_report_file"
+        )
         us_report_text = st.text_area("…or paste the ultrasound report", key="rv_us_report_text", height=140)
     with tabs[3]:
-        path_report_file = st.file_uploader("Pathology report (text file)", type=["txt", "text", "md"],
-                                            key="rv_path_report_file")  # fmt: skip
+        path_report_file = st.file_uploader(
+            "Pathology report (text file)", type=["txt", "text", "md"], key="rv_path_report_file"
+        )
         path_report_text = st.text_area("…or paste the pathology report", key="rv_path_report_text", height=140)
     with tabs[4]:
         clinical_file = st.file_uploader(
-            "One patient's record as CSV (header + one row) or JSON", type=["csv", "json"], key="rv_clinical_file",
+            "One patient's record as CSV (header + one row) or JSON",
+            type=["csv", "json"],
+            key="rv_clinical_file",
             help="Columns named as in the manifest (docs/manifest.md), e.g. age_years, ki67_percent.",
-        )  # fmt: skip
+        )
         st.caption("…or fill in the form (leave a field empty or 'unknown' when it is not known).")
         form: dict[str, object] = {}
         form_cols = st.columns(3)
@@ -193,10 +214,15 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
             if f.kind == "numeric":
                 unit = f" ({f.unit})" if f.unit else ""
                 form[f.name] = col.number_input(
-                    f"{f.label}{unit}", min_value=float(f.minimum), max_value=float(f.maximum), value=None,
-                    step=1.0 if f.integer else 0.5, format="%.0f" if f.integer else "%.1f",
-                    key=f"rv_clin_{f.name}", help=f"{f.minimum:g}–{f.maximum:g}{unit}; empty = unknown",
-                )  # fmt: skip
+                    f"{f.label}{unit}",
+                    min_value=float(f.minimum),
+                    max_value=float(f.maximum),
+                    value=None,
+                    step=1.0 if f.integer else 0.5,
+                    format="%.0f" if f.integer else "%.1f",
+                    key=f"rv_clin_{f.name}",
+                    help=f"{f.minimum:g}–{f.maximum:g}{unit}; empty = unknown",
+                )
             else:
                 choice = col.selectbox(f.label, ["unknown", *f.categories], key=f"rv_clin_{f.name}")
                 form[f.name] = None if choice == "unknown" else choice
@@ -207,25 +233,32 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
             slide_error=slide_error,
             us_images=[UploadedFileData(u.name, u.getvalue()) for u in us_files or []],
             us_report=UploadedFileData(us_report_file.name, us_report_file.getvalue())
-            if us_report_file is not None else (us_report_text or None),
+            if us_report_file is not None
+            else (us_report_text or None),
             path_report=UploadedFileData(path_report_file.name, path_report_file.getvalue())
-            if path_report_file is not None else (path_report_text or None),
+            if path_report_file is not None
+            else (path_report_text or None),
             clinical_form=form,
             clinical_file=UploadedFileData(clinical_file.name, clinical_file.getvalue())
-            if clinical_file is not None else None,
-        )  # fmt: skip
+            if clinical_file is not None
+            else None,
+        )
         run_review(inputs, "Entered patient")
 
 review = state.get("review")
 if review is not None and review.pred["model_version"] != model_version(bundle):
     if review.intake is not None:  # a live result of the previously chosen model: recompute, never mix models
-        st.info(f"The result shown before was computed with {review.pred['model_version']}; analyse the patient "
-                f"again to use {model_version(bundle)}.")  # fmt: skip
+        st.info(
+            f"The result shown before was computed with {review.pred['model_version']}; analyse the patient "
+            f"again to use {model_version(bundle)}."
+        )
         state.pop("review")
         review = None
     else:
-        st.warning(f"This case was computed with model {review.pred['model_version']}; the active model is "
-                   f"{model_version(bundle)}. The risk-group chart shows the active model's cut-offs.")  # fmt: skip
+        st.warning(
+            f"This case was computed with model {review.pred['model_version']}; the active model is "
+            f"{model_version(bundle)}. The risk-group chart shows the active model's cut-offs."
+        )
 if review is None:
     st.info("Pick a demo patient, or enter a patient's data and press Analyse.")
     st.stop()
@@ -240,8 +273,10 @@ if state.get("history_error"):
 chips = []
 for key, label, _ in INPUTS:
     s = review.statuses[key]
-    chips.append(f":{CHIP_COLOURS[s.state]}-badge[{CHIP_ICONS[s.state]} {label}: "
-                 f"{s.text if s.state != 'invalid' else 'invalid'}]")  # fmt: skip
+    chips.append(
+        f":{CHIP_COLOURS[s.state]}-badge[{CHIP_ICONS[s.state]} {label}: "
+        f"{s.text if s.state != 'invalid' else 'invalid'}]"
+    )
 st.markdown(" &nbsp; ".join(chips))
 for key, label, _ in INPUTS:
     s = review.statuses[key]
@@ -252,8 +287,11 @@ for key, label, _ in INPUTS:
 
 if review.compensated:
     named = ", ".join(MODALITY_LABELS[m] for m in review.compensated)
-    st.warning(f"**Compensated:** {named}. The model filled in for what is missing with its learned compensation. "
-               f"{review.pattern.sentence()}", icon=":material/healing:")  # fmt: skip
+    st.warning(
+        f"**Compensated:** {named}. The model filled in for what is missing with its learned compensation. "
+        f"{review.pattern.sentence()}",
+        icon=":material/healing:",
+    )
 else:
     st.info(f"Every input was available. {review.pattern.sentence()}", icon=":material/verified:")
 
@@ -263,22 +301,36 @@ c1, c2, c3, c4 = st.columns([1.3, 1, 1, 1])
 with c1:
     colour = {"low": "green", "intermediate": "orange", "high": "red"}[group]
     st.markdown(f"### :{colour}[{group.capitalize()} risk]")
-    st.caption(f"Higher than {charts.percent_text(pred['percentile'])} of the reference cohort · "
-               f"log-risk {pred['log_risk']:+.2f} "
-               f"(95% {lo:+.2f} to {hi:+.2f})")  # fmt: skip
+    st.caption(
+        f"Higher than {charts.percent_text(pred['percentile'])} of the reference cohort · "
+        f"log-risk {pred['log_risk']:+.2f} "
+        f"(95% {lo:+.2f} to {hi:+.2f})"
+    )
 for col, (h, years) in zip((c2, c3, c4), charts.HORIZON_YEARS.items(), strict=True):
     a, b = pred["recurrence_interval"][h]
-    col.metric(f"{years}-year recurrence", f"{100 * pred['recurrence'][h]:.1f}%",
-               help="Probability of recurrence by then, with the ensemble's 95% interval")  # fmt: skip
+    col.metric(
+        f"{years}-year recurrence",
+        f"{100 * pred['recurrence'][h]:.1f}%",
+        help="Probability of recurrence by then, with the ensemble's 95% interval",
+    )
     col.caption(f"95% interval {100 * a:.1f}–{100 * b:.1f}%")
-st.plotly_chart(charts.risk_position_figure(bundle.reference_risk, bundle.cutoffs.low_upper,
-                                            bundle.cutoffs.high_lower, pred), key="risk_position")  # fmt: skip
+st.plotly_chart(
+    charts.risk_position_figure(bundle.reference_risk, bundle.cutoffs.low_upper, bundle.cutoffs.high_lower, pred),
+    key="risk_position",
+)
 st.caption(group_description(bundle))
 
 tab_surv, tab_contrib, tab_slide, tab_clin, tab_us, tab_reports, tab_export = st.tabs(
-    ["Survival", "Contributions & what if", "Slide heatmap", "Clinical fields", "Ultrasound", "Reports",
-     "Export & history"]
-)  # fmt: skip
+    [
+        "Survival",
+        "Contributions & what if",
+        "Slide heatmap",
+        "Clinical fields",
+        "Ultrasound",
+        "Reports",
+        "Export & history",
+    ]
+)
 
 with tab_surv:
     left, right = st.columns([3, 2])
@@ -295,17 +347,23 @@ with tab_contrib:
     st.caption(
         f"Shapley values sum to the patient's log-risk minus the reference patient's ({e.reference_log_risk:+.2f}, "
         "nothing known). Attention share: how much the fusion layer looked at each input."
-        + (f" {100 * e.attention_to_compensation:.0f}% of the attention went to compensation tokens."
-           if e.attention_to_compensation else "")
-    )  # fmt: skip
+        + (
+            f" {100 * e.attention_to_compensation:.0f}% of the attention went to compensation tokens."
+            if e.attention_to_compensation
+            else ""
+        )
+    )
 
     @st.fragment
     def what_if_panel() -> None:
         st.markdown("**What if an input were missing?**")
         present = [m for m in MODALITY_LABELS if review.explanation.present.get(m)]
         toggles = st.columns(max(len(present), 1))
-        drop = [m for col, m in zip(toggles, present, strict=False)
-                if col.toggle(f"Leave out {MODALITY_LABELS[m]}", key=f"whatif_{m}")]  # fmt: skip
+        drop = [
+            m
+            for col, m in zip(toggles, present, strict=False)
+            if col.toggle(f"Leave out {MODALITY_LABELS[m]}", key=f"whatif_{m}")
+        ]
         if not drop:
             if review.intake is not None:
                 rows = what_if_rows(bundle, review.intake.case, review.prediction)
@@ -318,10 +376,12 @@ with tab_contrib:
             return
         delta = 100 * (w["recurrence_60"] - pred["recurrence"]["60"])
         a, b = st.columns(2)
-        a.metric("Risk group", w["risk_group"], delta=None if w["risk_group"] == group else f"was {group}",
-                 delta_color="off")  # fmt: skip
-        b.metric("5-year recurrence", f"{100 * w['recurrence_60']:.1f}%", delta=f"{delta:+.1f} points",
-                 delta_color="inverse")  # fmt: skip
+        a.metric(
+            "Risk group", w["risk_group"], delta=None if w["risk_group"] == group else f"was {group}", delta_color="off"
+        )
+        b.metric(
+            "5-year recurrence", f"{100 * w['recurrence_60']:.1f}%", delta=f"{delta:+.1f} points", delta_color="inverse"
+        )
 
     what_if_panel()
 
@@ -349,14 +409,20 @@ with tab_slide:
                 kind = TILE_SCORE_KINDS[kind_label]
                 thumb = cached_thumbnail(str(slide_file), slide_mpp_used, slide_file.stat().st_mtime)
                 result = heatmap_overlay(
-                    thumb, e, kind, alpha,
-                    slide_view.tissue_mask if slide_view else None, slide_view.mask_downsample if slide_view else None,
-                )  # fmt: skip
+                    thumb,
+                    e,
+                    kind,
+                    alpha,
+                    slide_view.tissue_mask if slide_view else None,
+                    slide_view.mask_downsample if slide_view else None,
+                )
                 state["heatmap_png"] = (review.token, png_bytes(result.overlay))
                 left, right = st.columns([3, 2])
                 left.image(result.overlay, caption=f"{result.label}; {len(e.tiles.attention):,} tiles", width="stretch")
                 left.image(colorbar_image(result.cmap, result.vmin, result.vmax, result.label), width=420)
-                right.markdown("**Top tiles**" + (" (pushed the risk up most)" if kind == "ig" else " (most attention)"))
+                right.markdown(
+                    "**Top tiles**" + (" (pushed the risk up most)" if kind == "ig" else " (most attention)")
+                )
                 tiles = top_tiles(slide_file, slide_mpp_used, e, kind, k=6)
                 grid = right.columns(3)
                 for i, t in enumerate(tiles):
@@ -383,8 +449,11 @@ with tab_us:
         alpha_us = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="us_alpha")
         cols = st.columns(min(len(e.us_overlays), 3))
         for i, (img, heat) in enumerate(zip(review.intake.us_images, e.us_overlays, strict=True)):
-            cols[i % len(cols)].image(charts.ultrasound_overlay(img, heat, alpha_us),
-                                      caption=f"{review.intake.us_names[i]} — Grad-CAM", width="stretch")  # fmt: skip
+            cols[i % len(cols)].image(
+                charts.ultrasound_overlay(img, heat, alpha_us),
+                caption=f"{review.intake.us_names[i]} — Grad-CAM",
+                width="stretch",
+            )
 
 with tab_reports:
     e = review.explanation
@@ -411,28 +480,56 @@ with tab_export:
         """Runs only when the button is clicked (Streamlit calls it then, off the script thread)."""
         us_pngs = []
         if review.intake is not None:
-            us_pngs = [png_bytes(charts.ultrasound_overlay(img, h, 0.5))
-                       for img, h in zip(review.intake.us_images, review.explanation.us_overlays, strict=False)]  # fmt: skip
-        return pdf_report(review, model_label=model_label, cutoff_text=cutoffs_text, record=record,
-                          heatmap_png=heat, ultrasound_pngs=us_pngs)  # fmt: skip
+            us_pngs = [
+                png_bytes(charts.ultrasound_overlay(img, h, 0.5))
+                for img, h in zip(review.intake.us_images, review.explanation.us_overlays, strict=False)
+            ]
+        return pdf_report(
+            review,
+            model_label=model_label,
+            cutoff_text=cutoffs_text,
+            record=record,
+            heatmap_png=heat,
+            ultrasound_pngs=us_pngs,
+        )
 
     name = (review.case_id or pred["patient_id"]).replace("/", "_")
     a, b = st.columns(2)
-    a.download_button("Download PDF report", data=make_pdf, file_name=f"mrrp-{name}.pdf", mime="application/pdf",
-                      key="dl_pdf", icon=":material/picture_as_pdf:", on_click="ignore")  # fmt: skip
-    b.download_button("Download prediction (JSON)", data=prediction_json(review, model_label=model_label),
-                      file_name=f"mrrp-{name}.json", mime="application/json", key="dl_json",
-                      icon=":material/data_object:", on_click="ignore")  # fmt: skip
+    a.download_button(
+        "Download PDF report",
+        data=make_pdf,
+        file_name=f"mrrp-{name}.pdf",
+        mime="application/pdf",
+        key="dl_pdf",
+        icon=":material/picture_as_pdf:",
+        on_click="ignore",
+    )
+    b.download_button(
+        "Download prediction (JSON)",
+        data=prediction_json(review, model_label=model_label),
+        file_name=f"mrrp-{name}.json",
+        mime="application/json",
+        key="dl_json",
+        icon=":material/data_object:",
+        on_click="ignore",
+    )
 
     st.markdown("**Case history**")
     if review.intake is not None and review.case_id:
-        if st.checkbox("Also store this case's images, report text and clinical record in the history",
-                       key=f"store_inputs_{review.case_id}",
-                       help="Off by default: the history keeps only a pseudonymous id, input hashes, the "
-                       "prediction and the model version."):  # fmt: skip
+        if st.checkbox(
+            "Also store this case's images, report text and clinical record in the history",
+            key=f"store_inputs_{review.case_id}",
+            help="Off by default: the history keeps only a pseudonymous id, input hashes, the "
+            "prediction and the model version.",
+        ):
             try:
-                CaseHistory().record(review.prediction, review.input_hashes, inputs=review.intake.stored_inputs(),
-                                     explanation=review.explanation.to_dict(), store_inputs=True)  # fmt: skip
+                CaseHistory().record(
+                    review.prediction,
+                    review.input_hashes,
+                    inputs=review.intake.stored_inputs(),
+                    explanation=review.explanation.to_dict(),
+                    store_inputs=True,
+                )
                 st.caption("Stored with its inputs.")
             except HistoryError as exc:
                 st.warning(str(exc))

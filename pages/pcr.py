@@ -108,9 +108,14 @@ with st.expander("Clinical variables (leave 'unknown' where not known)", expande
         if f.kind == "numeric" and not f.integer:
             state.setdefault(key, None)
             form[f.name] = col.number_input(
-                f"{f.label} ({f.unit})", min_value=float(f.minimum), max_value=float(f.maximum), step=1.0, key=key,
-                placeholder=UNKNOWN, help=f"{f.minimum:g}–{f.maximum:g} {f.unit}; empty = unknown",
-            )  # fmt: skip
+                f"{f.label} ({f.unit})",
+                min_value=float(f.minimum),
+                max_value=float(f.maximum),
+                step=1.0,
+                key=key,
+                placeholder=UNKNOWN,
+                help=f"{f.minimum:g}–{f.maximum:g} {f.unit}; empty = unknown",
+            )
         else:
             state.setdefault(key, UNKNOWN)
             form[f.name] = col.selectbox(f.label, form_options(f.name), key=key)
@@ -128,9 +133,11 @@ if not mri_paths:
 try:
     with st.spinner("Reading the MRI and predicting…"):
         pred = predict_cached(
-            tuple(str(p) for p in mri_paths), None if mask_path is None else str(mask_path),
-            json.dumps(clinical, sort_keys=True), str(DEFAULT_MODEL_DIR),
-        )  # fmt: skip
+            tuple(str(p) for p in mri_paths),
+            None if mask_path is None else str(mask_path),
+            json.dumps(clinical, sort_keys=True),
+            str(DEFAULT_MODEL_DIR),
+        )
 except InputError as exc:
     st.error(str(exc))
     st.stop()
@@ -177,17 +184,25 @@ col_slice.image(
 )
 mip_mask = pred.mask.any(axis=2).T[::-1, ::-1] if pred.mask is not None else None
 col_mip.image(
-    overlay(axial_mip(sub), axial_mip(pred.attention), window=display_window(sub.max(axis=2)), attention_max=top,
-            mask=mip_mask),
+    overlay(
+        axial_mip(sub),
+        axial_mip(pred.attention),
+        window=display_window(sub.max(axis=2)),
+        attention_max=top,
+        mask=mip_mask,
+    ),
     caption="Maximum-intensity projection (all slices) of the early subtraction and of the attention",
     width="stretch",
-)  # fmt: skip
+)
 st.image(colour_bar(), caption="attention: low → high (not drawn below 10% of the maximum)", width=256)
 st.caption(
     f"Patient's right is on the left of the image (radiological view). Input: {pred.source_format}, "
     f"{pred.n_phases} phases, native voxels {' x '.join(f'{v:.2g}' for v in pred.native_spacing_mm)} mm."
 )
 st.download_button(
-    "Download the prediction (JSON)", json.dumps(pred.to_dict(), indent=2), file_name="pcr_prediction.json",
-    mime="application/json", key="pcr_download",
-)  # fmt: skip
+    "Download the prediction (JSON)",
+    json.dumps(pred.to_dict(), indent=2),
+    file_name="pcr_prediction.json",
+    mime="application/json",
+    key="pcr_download",
+)

@@ -130,10 +130,12 @@ def deep_zoom_panel(
     with side:
         if len(levels) > 1:
             st.select_slider(
-                "Zoom", options=levels, key="dz_zoom",
+                "Zoom",
+                options=levels,
+                key="dz_zoom",
                 format_func=lambda lv: zoom_label(lv, view, objective, mpp),
                 help="Magnification of the view; the right end is the scan's full resolution.",
-            )  # fmt: skip
+            )
             z1, z2 = st.columns(2)
             z1.button("Zoom out", key="dz_out", on_click=_zoom, args=(-1, levels), width="stretch")
             z2.button("Zoom in", key="dz_in", on_click=_zoom, args=(1, levels), width="stretch")
@@ -163,9 +165,11 @@ def deep_zoom_panel(
                     )
                     x_pct, y_pct = 100 * cx_l0 / view.slide.info.width_px, 100 * cy_l0 / view.slide.info.height_px
                     st.button(
-                        "Go to the highest-scoring tile", key="dz_goto", on_click=_go_to,
+                        "Go to the highest-scoring tile",
+                        key="dz_goto",
+                        on_click=_go_to,
                         args=(x_pct, y_pct, goto_level),
-                    )  # fmt: skip
+                    )
         else:
             st.caption("Compute the tile features below (or review this patient) to overlay a heatmap.")
         st.image(draw_viewport_box(thumb, thumb_ds, vp), caption="The red box is the view.", width="stretch")
@@ -176,9 +180,17 @@ def deep_zoom_panel(
             if chosen is not None:
                 mask, mask_ds = tissue if tissue is not None else (None, None)
                 result = viewport_heatmap(
-                    image, vp, chosen.coords_l0, chosen.tile_size_l0, chosen.scores, tissue_mask=mask,
-                    mask_downsample=mask_ds, alpha=alpha, signed=chosen.signed, label=chosen.label,
-                )  # fmt: skip
+                    image,
+                    vp,
+                    chosen.coords_l0,
+                    chosen.tile_size_l0,
+                    chosen.scores,
+                    tissue_mask=mask,
+                    mask_downsample=mask_ds,
+                    alpha=alpha,
+                    signed=chosen.signed,
+                    label=chosen.label,
+                )
                 image = result.overlay
         except InputError as exc:
             # OpenSlide keeps a handle in error once a read failed; drop it so other zoom levels open afresh.
@@ -323,9 +335,16 @@ with slide:
     overlays = reviewed_overlays(fingerprint) + overlays
     tissue = (analysis.tissue.mask, float(analysis.tissue.downsample)) if analysis is not None else None
     deep_zoom_panel(
-        str(slide_path), slide_path.stat().st_mtime, f"{fingerprint}:{info.mpp}", info.objective_power, info.mpp,
-        thumb, thumb_ds, overlays, tissue,
-    )  # fmt: skip
+        str(slide_path),
+        slide_path.stat().st_mtime,
+        f"{fingerprint}:{info.mpp}",
+        info.objective_power,
+        info.mpp,
+        thumb,
+        thumb_ds,
+        overlays,
+        tissue,
+    )
 
     # --- features ------------------------------------------------------------------------
     st.subheader("Tile features")

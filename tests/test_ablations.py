@@ -22,12 +22,21 @@ def _cases(rng: np.random.Generator, n: int) -> tuple[list[CaseFeatures], np.nda
         tiles[:, :16] += 1.5 * s
         cases.append(
             CaseFeatures(
-                patient_id=str(i), tiles=tiles, tile_coords_l0=np.zeros((6, 2), np.int64), tile_size_l0=448,
-                us_images=np.zeros((0, 1280), np.float32), us_report=np.zeros((0, 384), np.float32),
-                us_report_sentences=[], path_report=np.zeros((0, 384), np.float32), path_report_sentences=[],
-                clin_numeric=numeric, clin_known=known, clin_categorical=categorical, has_clinical=has,
+                patient_id=str(i),
+                tiles=tiles,
+                tile_coords_l0=np.zeros((6, 2), np.int64),
+                tile_size_l0=448,
+                us_images=np.zeros((0, 1280), np.float32),
+                us_report=np.zeros((0, 384), np.float32),
+                us_report_sentences=[],
+                path_report=np.zeros((0, 384), np.float32),
+                path_report_sentences=[],
+                clin_numeric=numeric,
+                clin_known=known,
+                clin_categorical=categorical,
+                has_clinical=has,
             )
-        )  # fmt: skip
+        )
     t = rng.exponential(60 * np.exp(-1.2 * signal))
     e = (t < 90).astype(int)
     return cases, np.minimum(t, 90) + 0.1, e

@@ -139,8 +139,10 @@ def test_site_model_can_be_chosen_and_a_tampered_one_is_refused(app: AppTest, tm
         fh.write(" ")  # one byte changed: the checksum no longer matches
     at = app.run()
     assert at.selectbox(key="model_choice").options == [
-        "mrrp-demo (bundled)", "site-a (site model)", "site-b (site model)",
-    ]  # fmt: skip
+        "mrrp-demo (bundled)",
+        "site-a (site model)",
+        "site-b (site model)",
+    ]
     # AppTest drops the sidebar of st.navigation apps on reruns, so each choice is a fresh session
     # with the choice already made (as the selectbox would store it).
     site = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT_S)

@@ -86,7 +86,9 @@ def test_demo_patient_flow(app: AppTest, tmp_path: Path) -> None:
     import torch
 
     case = build_case(demo_inputs(CACHE, "DEMO-02"), cache_dir=CACHE).case
-    without = predict_cases(load_model(str(BUNDLED_MODEL_DIR)), [case], present=torch.tensor([[False, True, True, True]]))[0]
+    without = predict_cases(
+        load_model(str(BUNDLED_MODEL_DIR)), [case], present=torch.tensor([[False, True, True, True]])
+    )[0]
     assert _metrics(at)["5-year recurrence"] == f"{100 * without.recurrence['60']:.1f}%"
     # the heatmap opacity slider reruns only its fragment and keeps the result
     at.slider(key="hm_alpha").set_value(0.9).run()
@@ -131,12 +133,18 @@ def test_upload_flow(app: AppTest, demo_dir: Path) -> None:
     # the page shows what the package computes for the same inputs
     from mrrp.viewer import UploadedFileData, save_uploads
 
-    slide = save_uploads([UploadedFileData("DEMO-03 slide.svs", (patient / "slide.svs").read_bytes())],
-                         Path(os.environ["MRRP_CACHE_DIR"]) / "uploads")  # fmt: skip
-    expected = _expected(CaseInputs(
-        slide_path=slide, us_images=[UploadedFileData("us_1.png", (patient / "us_1.png").read_bytes())],
-        us_report=us_report, clinical_form={"age_years": 55, "ki67_percent": 18, "histological_grade": 2},
-    ))  # fmt: skip
+    slide = save_uploads(
+        [UploadedFileData("DEMO-03 slide.svs", (patient / "slide.svs").read_bytes())],
+        Path(os.environ["MRRP_CACHE_DIR"]) / "uploads",
+    )
+    expected = _expected(
+        CaseInputs(
+            slide_path=slide,
+            us_images=[UploadedFileData("us_1.png", (patient / "us_1.png").read_bytes())],
+            us_report=us_report,
+            clinical_form={"age_years": 55, "ki67_percent": 18, "histological_grade": 2},
+        )
+    )
     colour = {"low": "green", "intermediate": "orange", "high": "red"}[expected.risk_group]
     assert f":{colour}[{expected.risk_group.capitalize()} risk]" in _text(at)
     assert _metrics(at)["5-year recurrence"] == f"{100 * expected.recurrence['60']:.1f}%"

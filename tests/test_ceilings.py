@@ -14,11 +14,20 @@ from mrrp.train.ceilings import PERFECT_READER_COLUMNS, modality_ceilings
 def _case(pid: str, tiles: np.ndarray, us: np.ndarray) -> CaseFeatures:
     numeric, known, categorical, has = encode_clinical(None)
     return CaseFeatures(
-        patient_id=pid, tiles=tiles, tile_coords_l0=np.zeros((len(tiles), 2), np.int64), tile_size_l0=448,
-        us_images=us, us_report=np.zeros((0, 384), np.float32), us_report_sentences=[],
-        path_report=np.zeros((0, 384), np.float32), path_report_sentences=[], clin_numeric=numeric,
-        clin_known=known, clin_categorical=categorical, has_clinical=has,
-    )  # fmt: skip
+        patient_id=pid,
+        tiles=tiles,
+        tile_coords_l0=np.zeros((len(tiles), 2), np.int64),
+        tile_size_l0=448,
+        us_images=us,
+        us_report=np.zeros((0, 384), np.float32),
+        us_report_sentences=[],
+        path_report=np.zeros((0, 384), np.float32),
+        path_report_sentences=[],
+        clin_numeric=numeric,
+        clin_known=known,
+        clin_categorical=categorical,
+        has_clinical=has,
+    )
 
 
 def test_reader_sees_truth_probe_sees_features(tmp_path: Path) -> None:

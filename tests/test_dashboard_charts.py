@@ -21,30 +21,41 @@ def make_prediction(p5: float = 0.3, group: str = "intermediate") -> Prediction:
     hazard = -np.log(1 - p5) / 60.0
     s = np.exp(-hazard * t)
     return Prediction(
-        patient_id="T-1", log_risk=0.1, log_risk_interval=(-0.4, 0.6), risk_group=group, percentile=55.0,
-        time_months=t.tolist(), survival=s.tolist(), survival_lower=(s * 0.9).tolist(),
+        patient_id="T-1",
+        log_risk=0.1,
+        log_risk_interval=(-0.4, 0.6),
+        risk_group=group,
+        percentile=55.0,
+        time_months=t.tolist(),
+        survival=s.tolist(),
+        survival_lower=(s * 0.9).tolist(),
         survival_upper=np.minimum(s * 1.05, 1).tolist(),
         recurrence={"36": 1 - float(s[36]), "60": 1 - float(s[60]), "84": 1 - float(s[84])},
         recurrence_interval={"36": (0.1, 0.3), "60": (0.2, 0.4), "84": (0.3, 0.5)},
         present={"slide": True, "ultrasound": False, "path_report": True, "clinical": True},
-        compensated=["ultrasound"], model_version="mrrp-demo@1ada8474e016", interval_method="ensemble",
-    )  # fmt: skip
+        compensated=["ultrasound"],
+        model_version="mrrp-demo@1ada8474e016",
+        interval_method="ensemble",
+    )
 
 
 def make_explanation() -> Explanation:
     return Explanation(
         patient_id="T-1",
         present={"slide": True, "ultrasound": False, "path_report": True, "clinical": True},
-        full_log_risk=0.1, reference_log_risk=-0.5,
+        full_log_risk=0.1,
+        reference_log_risk=-0.5,
         shapley={"slide": 0.45, "ultrasound": 0.0, "path_report": -0.05, "clinical": 0.2},
         shapley_share={"slide": 0.64, "ultrasound": 0.0, "path_report": 0.07, "clinical": 0.29},
         attention_share={"slide": 0.5, "ultrasound": 0.0, "path_report": 0.2, "clinical": 0.3},
         counterfactual={"slide": -0.3, "path_report": 0.15, "clinical": -0.1},
         clinical={"ki67_percent": 0.12, "age_years": -0.03, "histological_grade": 0.0},
         clinical_baseline="every field unknown",
-        path_report=[SentenceAttribution("Grade 3 <b>invasive</b> carcinoma.", 0.2),
-                     SentenceAttribution("Margins clear.", -0.05)],
-    )  # fmt: skip
+        path_report=[
+            SentenceAttribution("Grade 3 <b>invasive</b> carcinoma.", 0.2),
+            SentenceAttribution("Margins clear.", -0.05),
+        ],
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,10 +118,19 @@ def test_contribution_and_clinical_bars_show_the_explanation() -> None:
 
 def test_what_if_figure_points() -> None:
     rows = [
-        {"label": "All available inputs", "risk_group": "high", "recurrence_60": 0.6, "recurrence_60_interval": (0.5, 0.7)},
-        {"label": "without h&e slide", "risk_group": "intermediate", "recurrence_60": 0.3,
-         "recurrence_60_interval": (0.2, 0.4)},
-    ]  # fmt: skip
+        {
+            "label": "All available inputs",
+            "risk_group": "high",
+            "recurrence_60": 0.6,
+            "recurrence_60_interval": (0.5, 0.7),
+        },
+        {
+            "label": "without h&e slide",
+            "risk_group": "intermediate",
+            "recurrence_60": 0.3,
+            "recurrence_60_interval": (0.2, 0.4),
+        },
+    ]
     fig = charts.what_if_figure(rows)
     assert list(fig.data[0].x) == [60.0, 30.0]
     assert fig.data[0].marker.color == (charts.GROUP_COLOURS["high"], charts.GROUP_COLOURS["intermediate"])
@@ -202,4 +222,7 @@ def test_risk_position_figure_marks_the_patient(bundle) -> None:
     patient = next(t for t in fig.data if t.name == "this patient")
     assert patient.x[0] == pytest.approx(0.1)
     assert patient.error_x.array[0] == pytest.approx(0.5) and patient.error_x.arrayminus[0] == pytest.approx(0.5)
-    assert [s.x0 for s in fig.layout.shapes if s.type == "line"] == [bundle.cutoffs.low_upper, bundle.cutoffs.high_lower]
+    assert [s.x0 for s in fig.layout.shapes if s.type == "line"] == [
+        bundle.cutoffs.low_upper,
+        bundle.cutoffs.high_lower,
+    ]

@@ -25,9 +25,13 @@ def make_review() -> Review:
         "clinical": InputStatus("clinical", "invalid", "Age: 130 years is outside 18–100 years."),
     }
     reference = ReferenceCurves(
-        [ReferenceCurve(g, np.array([0.0, 60.0, 120.0]), np.array([1.0, s, s - 0.1]), 10)
-         for g, s in (("low", 0.95), ("intermediate", 0.85), ("high", 0.6))], "kaplan-meier", "KM of 30 patients.",
-    )  # fmt: skip
+        [
+            ReferenceCurve(g, np.array([0.0, 60.0, 120.0]), np.array([1.0, s, s - 0.1]), 10)
+            for g, s in (("low", 0.95), ("intermediate", 0.85), ("high", 0.6))
+        ],
+        "kaplan-meier",
+        "KM of 30 patients.",
+    )
     return Review(
         prediction=make_prediction(0.3),
         explanation=make_explanation(),
@@ -67,10 +71,20 @@ def test_pdf_report_carries_numbers_figures_version_and_notice() -> None:
     assert pdf.startswith(b"%PDF-")
     text, meta, pages, images = _pdf_text(pdf)
     flat = " ".join(text.split())
-    for expected in ("Intermediate risk", "5 years", "30.0%", "20.0–40.0%", "mrrp-demo@1ada8474e016",
-                     "not for clinical decisions", "Compensated by the model: ultrasound (images and report)",
-                     "invalid: Age: 130 years", "low ≤ -1.03", "Grade 3 <b>invasive</b> carcinoma.",
-                     "Recurrence-free survival", "Slide heatmap"):  # fmt: skip
+    for expected in (
+        "Intermediate risk",
+        "5 years",
+        "30.0%",
+        "20.0–40.0%",
+        "mrrp-demo@1ada8474e016",
+        "not for clinical decisions",
+        "Compensated by the model: ultrasound (images and report)",
+        "invalid: Age: 130 years",
+        "low ≤ -1.03",
+        "Grade 3 <b>invasive</b> carcinoma.",
+        "Recurrence-free survival",
+        "Slide heatmap",
+    ):
         assert expected in flat, expected
     assert "C-0123456789" in meta["/Title"]
     assert pages >= 2

@@ -13,8 +13,13 @@ from mrrp.dashboard.history import CaseHistory, HistoryError, history_path
 
 
 def _prediction(pid: str = "MRN-123456", group: str = "high", version: str = "mrrp-demo@1ada8474e016") -> dict:
-    return {"patient_id": pid, "risk_group": group, "log_risk": 1.2, "model_version": version,
-            "recurrence": {"60": 0.4}}  # fmt: skip
+    return {
+        "patient_id": pid,
+        "risk_group": group,
+        "log_risk": 1.2,
+        "model_version": version,
+        "recurrence": {"60": 0.4},
+    }
 
 
 EXPLANATION = {
@@ -57,8 +62,13 @@ def test_opt_in_stores_inputs_and_same_case_is_one_row(tmp_path: Path) -> None:
     h = CaseHistory(tmp_path / "h.sqlite")
     hashes = {"slide": "c" * 64}
     first = h.record(_prediction("DEMO-02"), hashes, explanation=EXPLANATION)
-    again = h.record(_prediction("DEMO-02"), hashes, inputs={"us_report": "Irregular mass."}, explanation=EXPLANATION,
-                     store_inputs=True)  # fmt: skip
+    again = h.record(
+        _prediction("DEMO-02"),
+        hashes,
+        inputs={"us_report": "Irregular mass."},
+        explanation=EXPLANATION,
+        store_inputs=True,
+    )
     assert again == first and len(h.list_cases()) == 1
     rec = h.get(first)
     assert rec.prediction["patient_id"] == "DEMO-02"  # synthetic demo ids are kept

@@ -21,8 +21,14 @@ from mrrp.dashboard.intake import (
 )
 from mrrp.viewer import UploadedFileData
 
-RECORD = {"age_years": 52, "tumour_size_mm": 18, "histological_grade": 2, "ki67_percent": "25%",
-          "lymphovascular_invasion": "No", "menopausal_status": "post"}  # fmt: skip
+RECORD = {
+    "age_years": 52,
+    "tumour_size_mm": 18,
+    "histological_grade": 2,
+    "ki67_percent": "25%",
+    "lymphovascular_invasion": "No",
+    "menopausal_status": "post",
+}
 
 
 def test_form_record_provided_unknown_and_invalid() -> None:

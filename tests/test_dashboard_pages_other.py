@@ -63,15 +63,28 @@ def clinical_rows(n: int, seed: int = 0, prefix: str = "P", report_dir: Path | N
         ki67 = float(rng.uniform(3, 60))
         hazard = 0.004 * np.exp(0.03 * size + 0.5 * grade + 0.25 * nodes + 0.02 * ki67)
         t_event, t_censor = rng.exponential(1 / hazard), rng.uniform(24, 120)
-        rows.append({
-            "patient_id": f"{prefix}-{i + 1:03d}", "site": "internal", "split": "train" if i < 0.6 * n else "test",
-            "age_years": int(rng.integers(32, 80)), "menopausal_status": "post", "tumour_size_mm": round(size, 1),
-            "histological_grade": grade, "positive_lymph_nodes": nodes, "er_percent": 90, "pr_percent": 60,
-            "ki67_percent": round(ki67, 1), "lymphovascular_invasion": "yes" if nodes > 2 else "no",
-            "histological_type": "invasive carcinoma of no special type", "endocrine_therapy": "yes",
-            "chemotherapy": "yes" if nodes > 1 else "no", "radiotherapy": "yes",
-            "time_months": round(max(0.5, float(min(t_event, t_censor))), 1), "event": int(t_event <= t_censor),
-        })  # fmt: skip
+        rows.append(
+            {
+                "patient_id": f"{prefix}-{i + 1:03d}",
+                "site": "internal",
+                "split": "train" if i < 0.6 * n else "test",
+                "age_years": int(rng.integers(32, 80)),
+                "menopausal_status": "post",
+                "tumour_size_mm": round(size, 1),
+                "histological_grade": grade,
+                "positive_lymph_nodes": nodes,
+                "er_percent": 90,
+                "pr_percent": 60,
+                "ki67_percent": round(ki67, 1),
+                "lymphovascular_invasion": "yes" if nodes > 2 else "no",
+                "histological_type": "invasive carcinoma of no special type",
+                "endocrine_therapy": "yes",
+                "chemotherapy": "yes" if nodes > 1 else "no",
+                "radiotherapy": "yes",
+                "time_months": round(max(0.5, float(min(t_event, t_censor))), 1),
+                "event": int(t_event <= t_censor),
+            }
+        )
         if report_dir is not None:
             report = report_dir / f"{prefix}-{i + 1:03d}.txt"
             report.write_text(
@@ -410,7 +423,18 @@ def _record_all(path: Path, reviewed) -> list[str]:
 
 def test_case_card_words() -> None:
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]  # fmt: skip
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "101st",
+        "111th",
+    ]
     assert is_bundled_version("mrrp-demo@1ada8474e016") and not is_bundled_version("site-a@1ada8474e016")
 
 
@@ -526,9 +550,13 @@ def test_slide_viewer_overlays_the_reviewed_cases_tile_attributions(env: Path, r
     ig = np.linspace(-1, 1, 15)
     ig[7] = 3.0  # the highest-scoring tile: level-0 (768, 512)
     explanation = expls[0].to_dict() | {
-        "tiles": {"coords_l0": coords.tolist(), "tile_size_l0": 256, "attention": (np.ones(15) / 15).tolist(),
-                  "integrated_gradients": ig.tolist()},
-    }  # fmt: skip
+        "tiles": {
+            "coords_l0": coords.tolist(),
+            "tile_size_l0": 256,
+            "attention": (np.ones(15) / 15).tolist(),
+            "integrated_gradients": ig.tolist(),
+        },
+    }
     case_id = CaseHistory(env / "history.sqlite").record(
         preds[0], {"slide": slide_fingerprint(slide)}, explanation=explanation
     )

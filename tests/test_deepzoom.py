@@ -128,10 +128,20 @@ def _huge_slide(downsamples: tuple[float, ...]) -> tuple[Slide, _HugeHandle]:
     handle = _HugeHandle(downsamples)
     dims = tuple((int(np.ceil(w0 / d)), int(np.ceil(h0 / d))) for d in downsamples)
     info = SlideInfo(
-        path="huge.svs", name="huge.svs", vendor="aperio", width_px=w0, height_px=h0, level_count=len(dims),
-        level_dimensions=dims, level_downsamples=downsamples, mpp_x=0.25, mpp_y=0.25, mpp_source="slide",
-        objective_power=40.0, file_size_bytes=5_000_000_000,
-    )  # fmt: skip
+        path="huge.svs",
+        name="huge.svs",
+        vendor="aperio",
+        width_px=w0,
+        height_px=h0,
+        level_count=len(dims),
+        level_dimensions=dims,
+        level_downsamples=downsamples,
+        mpp_x=0.25,
+        mpp_y=0.25,
+        mpp_source="slide",
+        objective_power=40.0,
+        file_size_bytes=5_000_000_000,
+    )
     return Slide(handle, info, is_plain_image=False), handle
 
 
@@ -254,8 +264,12 @@ class _Record:
 
 
 def test_explanation_overlays_match_the_slide_by_fingerprint() -> None:
-    tiles = {"coords_l0": [[0, 0], [448, 0]], "tile_size_l0": 448, "attention": [0.3, 0.7],
-             "integrated_gradients": [-0.2, 0.5]}  # fmt: skip
+    tiles = {
+        "coords_l0": [[0, 0], [448, 0]],
+        "tile_size_l0": 448,
+        "attention": [0.3, 0.7],
+        "integrated_gradients": [-0.2, 0.5],
+    }
     records = [
         _Record("C-NEW", {"slide": "other"}, {"patient_id": "C-NEW"}, {"tiles": tiles}),
         _Record("C-1", {"slide": "fp"}, {"patient_id": "DEMO-02"}, {"tiles": tiles}),

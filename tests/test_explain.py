@@ -30,9 +30,18 @@ from mrrp.model.batch import collate
 from mrrp.model.bundle import LoadedBundle
 from mrrp.model.fusion import MODALITIES, MRRP, FusionConfig
 
-RECORD = {"age_years": 62, "tumour_size_mm": 24, "histological_grade": 3, "positive_lymph_nodes": 2,
-          "er_percent": 90, "pr_percent": 40, "ki67_percent": None, "menopausal_status": "post",
-          "lymphovascular_invasion": "yes", "endocrine_therapy": "yes"}  # fmt: skip
+RECORD = {
+    "age_years": 62,
+    "tumour_size_mm": 24,
+    "histological_grade": 3,
+    "positive_lymph_nodes": 2,
+    "er_percent": 90,
+    "pr_percent": 40,
+    "ki67_percent": None,
+    "menopausal_status": "post",
+    "lymphovascular_invasion": "yes",
+    "endocrine_therapy": "yes",
+}
 
 
 def _cfg(**kw) -> FusionConfig:
@@ -43,10 +52,18 @@ def _bundle(seed: int = 0, members: int = 2, **kw) -> LoadedBundle:
     torch.manual_seed(seed)
     models = [MRRP(_cfg(**kw)).eval() for _ in range(members)]
     return LoadedBundle(
-        path=Path("tiny"), config={"name": "tiny", "fusion": models[0].cfg.to_dict()}, models=models, baselines=[],
-        ensemble_baseline=None, member_offsets=np.linspace(-0.2, 0.3, members), cutoffs=None,
-        reference_risk=np.zeros(1), training_summary={}, model_card={}, checksum="0" * 64,
-    )  # fmt: skip
+        path=Path("tiny"),
+        config={"name": "tiny", "fusion": models[0].cfg.to_dict()},
+        models=models,
+        baselines=[],
+        ensemble_baseline=None,
+        member_offsets=np.linspace(-0.2, 0.3, members),
+        cutoffs=None,
+        reference_risk=np.zeros(1),
+        training_summary={},
+        model_card={},
+        checksum="0" * 64,
+    )
 
 
 def _case(
@@ -64,12 +81,20 @@ def _case(
     n_usr = 3 if present[1] else 0
     n_pr = n_path if present[2] else 0
     return CaseFeatures(
-        patient_id=f"P{seed}", tiles=tiles, tile_coords_l0=coords, tile_size_l0=448,
-        us_images=arr(10, 1280, present[1]), us_report=arr(n_usr, 384, True),
-        us_report_sentences=[f"us sentence {i}." for i in range(n_usr)], path_report=arr(n_pr, 384, True),
-        path_report_sentences=[f"path sentence {i}." for i in range(n_pr)], clin_numeric=numeric, clin_known=known,
-        clin_categorical=categorical, has_clinical=has,
-    )  # fmt: skip
+        patient_id=f"P{seed}",
+        tiles=tiles,
+        tile_coords_l0=coords,
+        tile_size_l0=448,
+        us_images=arr(10, 1280, present[1]),
+        us_report=arr(n_usr, 384, True),
+        us_report_sentences=[f"us sentence {i}." for i in range(n_usr)],
+        path_report=arr(n_pr, 384, True),
+        path_report_sentences=[f"path sentence {i}." for i in range(n_pr)],
+        clin_numeric=numeric,
+        clin_known=known,
+        clin_categorical=categorical,
+        has_clinical=has,
+    )
 
 
 def _f(bundle: LoadedBundle, case: CaseFeatures, present=None, **replace) -> float:
@@ -89,9 +114,11 @@ def test_shapley_of_known_games() -> None:
     unanimity = {frozenset(s): float({0, 1} <= set(s)) for s in _powerset(3)}  # 0 and 1 only count together
     assert shapley_from_subsets(unanimity, [0, 1, 2]) == pytest.approx({0: 0.5, 1: 0.5, 2: 0.0})
     assert subset_masks([True, False, True, False]).tolist() == [
-        [False, False, False, False], [True, False, False, False], [False, False, True, False],
+        [False, False, False, False],
+        [True, False, False, False],
+        [False, False, True, False],
         [True, False, True, False],
-    ]  # fmt: skip
+    ]
 
 
 def _powerset(n: int) -> list[tuple[int, ...]]:
@@ -288,19 +315,33 @@ def tiny_cohort(tmp_path: Path, known_tissue_slide) -> dict[str, Path]:
     t, ev = np.arange(1.0, 7.0), np.array([1, 0, 1, 1, 0, 1])
     bl = [breslow_baseline(r, t, ev) for r in lr]
     write_bundle(
-        tmp_path / "model", models=bundle.models, config={"name": "tiny", "fusion": bundle.models[0].cfg.to_dict()},
-        baselines=bl, ensemble_baseline=bl[0], member_offsets=[0.0, 0.0], cutoffs=fit_risk_cutoffs(lr.mean(0)),
-        reference_risk=lr.mean(0), training_summary={}, model_card={"notice": "synthetic"},
-    )  # fmt: skip
+        tmp_path / "model",
+        models=bundle.models,
+        config={"name": "tiny", "fusion": bundle.models[0].cfg.to_dict()},
+        baselines=bl,
+        ensemble_baseline=bl[0],
+        member_offsets=[0.0, 0.0],
+        cutoffs=fit_risk_cutoffs(lr.mean(0)),
+        reference_risk=lr.mean(0),
+        training_summary={},
+        model_card={"notice": "synthetic"},
+    )
     slide, _ = known_tissue_slide
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128), dtype=np.uint8)).save(tmp_path / "us.png")
     (tmp_path / "path.txt").write_text("Invasive carcinoma, grade 3. Two of five nodes are positive. ER positive.")
     clinical = {k: v for k, v in RECORD.items() if v is not None}
     rows = [
-        {"patient_id": "A1", "site": "internal", "split": "predict", "slide_path": str(slide),
-         "us_image_paths": "us.png", "path_report_path": "path.txt", **clinical},
+        {
+            "patient_id": "A1",
+            "site": "internal",
+            "split": "predict",
+            "slide_path": str(slide),
+            "us_image_paths": "us.png",
+            "path_report_path": "path.txt",
+            **clinical,
+        },
         {"patient_id": "B2", "site": "internal", "split": "predict", **clinical},
-    ]  # fmt: skip
+    ]
     manifest = write_manifest(rows, tmp_path / "manifest.csv")
     return {"model": tmp_path / "model", "manifest": manifest, "cache": tmp_path / "cache", "root": tmp_path}
 
@@ -310,8 +351,23 @@ def test_cli_explain_json_and_heatmap(tiny_cohort: dict[str, Path], capsys) -> N
     from mrrp.ui import NOTICE
 
     png = tiny_cohort["root"] / "heat.png"
-    argv = ["explain", "--manifest", tiny_cohort["manifest"], "--case", "A1", "--model", tiny_cohort["model"],
-            "--cache-dir", tiny_cohort["cache"], "--heatmap", png, "--ultrasound-overlay", "--ig-steps", "8", "--json"]  # fmt: skip
+    argv = [
+        "explain",
+        "--manifest",
+        tiny_cohort["manifest"],
+        "--case",
+        "A1",
+        "--model",
+        tiny_cohort["model"],
+        "--cache-dir",
+        tiny_cohort["cache"],
+        "--heatmap",
+        png,
+        "--ultrasound-overlay",
+        "--ig-steps",
+        "8",
+        "--json",
+    ]
     assert main([str(a) for a in argv]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["notice"] == NOTICE
@@ -323,8 +379,17 @@ def test_cli_explain_json_and_heatmap(tiny_cohort: dict[str, Path], capsys) -> N
     assert [s["sentence"] for s in e["path_report"]][0].startswith("Invasive carcinoma")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a patient without a slide: explained, and plain text without --json
-    argv = ["explain", "--manifest", tiny_cohort["manifest"], "--case", "B2", "--model", tiny_cohort["model"],
-            "--cache-dir", tiny_cohort["cache"]]  # fmt: skip
+    argv = [
+        "explain",
+        "--manifest",
+        tiny_cohort["manifest"],
+        "--case",
+        "B2",
+        "--model",
+        tiny_cohort["model"],
+        "--cache-dir",
+        tiny_cohort["cache"],
+    ]
     assert main([str(a) for a in argv]) == 0
     text = capsys.readouterr().out
     assert NOTICE in text and "slide        absent (compensated)" in text
@@ -343,8 +408,16 @@ def test_cli_explain_bad_input_is_one_line(tiny_cohort: dict[str, Path], capsys,
     from mrrp.cli import main
 
     monkeypatch.chdir(tiny_cohort["root"])
-    argv = ["explain", "--manifest", tiny_cohort["manifest"], "--model", tiny_cohort["model"],
-            "--cache-dir", tiny_cohort["cache"], *extra]  # fmt: skip
+    argv = [
+        "explain",
+        "--manifest",
+        tiny_cohort["manifest"],
+        "--model",
+        tiny_cohort["model"],
+        "--cache-dir",
+        tiny_cohort["cache"],
+        *extra,
+    ]
     assert main([str(a) for a in argv]) == 2
     cap = capsys.readouterr()
     assert cap.out == "" and cap.err.startswith("mrrp: ") and cap.err.count("\n") == 1 and fragment in cap.err

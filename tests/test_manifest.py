@@ -13,12 +13,25 @@ from mrrp.schema import CLINICAL_FIELD_NAMES, FIELDS_BY_NAME, parse_clinical_rec
 
 def _row(pid: str, **kw: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "patient_id": pid, "site": "internal", "split": "train", "age_years": 54, "menopausal_status": "post",
-        "tumour_size_mm": 22, "histological_grade": 2, "positive_lymph_nodes": 1, "er_percent": 95,
-        "pr_percent": 40, "ki67_percent": 18, "lymphovascular_invasion": "no",
-        "histological_type": "invasive carcinoma of no special type", "endocrine_therapy": "yes",
-        "chemotherapy": "no", "radiotherapy": "yes", "time_months": 61.5, "event": 0,
-    }  # fmt: skip
+        "patient_id": pid,
+        "site": "internal",
+        "split": "train",
+        "age_years": 54,
+        "menopausal_status": "post",
+        "tumour_size_mm": 22,
+        "histological_grade": 2,
+        "positive_lymph_nodes": 1,
+        "er_percent": 95,
+        "pr_percent": 40,
+        "ki67_percent": 18,
+        "lymphovascular_invasion": "no",
+        "histological_type": "invasive carcinoma of no special type",
+        "endocrine_therapy": "yes",
+        "chemotherapy": "no",
+        "radiotherapy": "yes",
+        "time_months": 61.5,
+        "event": 0,
+    }
     row.update(kw)
     return row
 
@@ -64,9 +77,16 @@ def test_every_bad_row_is_listed_before_any_work(tmp_path: Path) -> None:
         read_manifest(path)
     msg = str(info.value)
     assert "7 bad row(s)" in msg
-    for expected in ("line 3 (A): patient_id A duplicates line 2", "line 4 (B): time_months -3", "line 5 (C)",
-                     "line 6 (D): event '2'", "line 7 (E): slide_path 'nowhere/slide.svs' not found",
-                     "Histological grade: 4", "ER: 120", "split 'validation'"):  # fmt: skip
+    for expected in (
+        "line 3 (A): patient_id A duplicates line 2",
+        "line 4 (B): time_months -3",
+        "line 5 (C)",
+        "line 6 (D): event '2'",
+        "line 7 (E): slide_path 'nowhere/slide.svs' not found",
+        "Histological grade: 4",
+        "ER: 120",
+        "split 'validation'",
+    ):
         assert expected in msg, expected
 
 
@@ -88,9 +108,15 @@ def test_predict_manifest_needs_no_outcomes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "field,value,expected",
-    [("age_years", "54", 54.0), ("ki67_percent", "18%", 18.0), ("ki67_percent", "unknown", None),
-     ("menopausal_status", "POST", "post"), ("positive_lymph_nodes", "", None), ("er_percent", None, None)],
-)  # fmt: skip
+    [
+        ("age_years", "54", 54.0),
+        ("ki67_percent", "18%", 18.0),
+        ("ki67_percent", "unknown", None),
+        ("menopausal_status", "POST", "post"),
+        ("positive_lymph_nodes", "", None),
+        ("er_percent", None, None),
+    ],
+)
 def test_clinical_field_parsing(field: str, value: object, expected: object) -> None:
     assert FIELDS_BY_NAME[field].parse(value) == expected
 

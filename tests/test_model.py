@@ -32,11 +32,20 @@ def _case(rng: np.random.Generator, pid: str, present=(True, True, True, True), 
     record = {"age_years": 50 + 10 * signal, "tumour_size_mm": 20, "histological_grade": 2, "menopausal_status": "post"}
     numeric, known, categorical, has = encode_clinical(record if present[3] else None)
     return CaseFeatures(
-        patient_id=pid, tiles=arr(int(rng.integers(3, 12)), 1280, present[0]), tile_coords_l0=np.zeros((0, 2), np.int64),
-        tile_size_l0=448, us_images=arr(5, 1280, present[1]), us_report=arr(3, 384, present[1]), us_report_sentences=[],
-        path_report=arr(4, 384, present[2]), path_report_sentences=[], clin_numeric=numeric, clin_known=known,
-        clin_categorical=categorical, has_clinical=has,
-    )  # fmt: skip
+        patient_id=pid,
+        tiles=arr(int(rng.integers(3, 12)), 1280, present[0]),
+        tile_coords_l0=np.zeros((0, 2), np.int64),
+        tile_size_l0=448,
+        us_images=arr(5, 1280, present[1]),
+        us_report=arr(3, 384, present[1]),
+        us_report_sentences=[],
+        path_report=arr(4, 384, present[2]),
+        path_report_sentences=[],
+        clin_numeric=numeric,
+        clin_known=known,
+        clin_categorical=categorical,
+        has_clinical=has,
+    )
 
 
 @pytest.fixture
@@ -136,9 +145,12 @@ def test_aux_heads_read_only_their_modality_and_get_gradients(batch) -> None:
     model.train()
     _, aux = model(batch)
     loss = modality_losses(
-        aux["modality_log_risk"], batch["present"], torch.arange(7.0, dtype=torch.float64) + 1,
-        torch.ones(7, dtype=torch.bool), TrainConfig(),
-    )  # fmt: skip
+        aux["modality_log_risk"],
+        batch["present"],
+        torch.arange(7.0, dtype=torch.float64) + 1,
+        torch.ones(7, dtype=torch.bool),
+        TrainConfig(),
+    )
     loss.backward()
     assert all(h[1].weight.grad.abs().sum() > 0 for h in model.aux_head)
 
@@ -194,10 +206,17 @@ def test_bundle_round_trip_and_tamper(tmp_path: Path, batch) -> None:
     lr = np.stack([m(batch)[0].detach().double().numpy() for m in models])
     bl = [breslow_baseline(r, t, e) for r in lr]
     write_bundle(
-        tmp_path / "b", models=models, config={"name": "t", "fusion": models[0].cfg.to_dict()}, baselines=bl,
-        ensemble_baseline=bl[0], member_offsets=[0.0, 0.0], cutoffs=fit_risk_cutoffs(lr.mean(0)),
-        reference_risk=lr.mean(0), training_summary={}, model_card={"notice": "synthetic"},
-    )  # fmt: skip
+        tmp_path / "b",
+        models=models,
+        config={"name": "t", "fusion": models[0].cfg.to_dict()},
+        baselines=bl,
+        ensemble_baseline=bl[0],
+        member_offsets=[0.0, 0.0],
+        cutoffs=fit_risk_cutoffs(lr.mean(0)),
+        reference_risk=lr.mean(0),
+        training_summary={},
+        model_card={"notice": "synthetic"},
+    )
     loaded = load_bundle(tmp_path / "b")
     again = np.stack([m(batch)[0].detach().double().numpy() for m in loaded.models])
     np.testing.assert_allclose(again, lr, atol=5e-2)  # fp16 weights on disk

@@ -56,15 +56,22 @@ def test_bad_inputs_exit_2_with_one_line(capsys, demo, tmp_path: Path) -> None:
     _one_line_error(*run(capsys, "pcr-predict", "--mri", str(pdf))[::2], "is a PDF document, not an MRI")
     bad = tmp_path / "record.json"
     bad.write_text('{"ki67_percent": 150, "t_stage": "T9"}')
-    _one_line_error(*run(capsys, "pcr-predict", "--mri", str(demo.mri), "--clinical", str(bad))[::2],
-                    "Ki-67: 150 % is outside 0–100 %")  # fmt: skip
-    _one_line_error(*run(capsys, "pcr-predict", "--mri", str(demo.mri), "--model", str(tmp_path / "none"))[::2],
-                    "was not found")  # fmt: skip
-    _one_line_error(*run(capsys, "pcr-predict", "--mri", str(demo.mri), "--attention-nifti", str(tmp_path / "a.png"))[::2],
-                    "must end in .nii or .nii.gz")  # fmt: skip
+    _one_line_error(
+        *run(capsys, "pcr-predict", "--mri", str(demo.mri), "--clinical", str(bad))[::2],
+        "Ki-67: 150 % is outside 0–100 %",
+    )
+    _one_line_error(
+        *run(capsys, "pcr-predict", "--mri", str(demo.mri), "--model", str(tmp_path / "none"))[::2], "was not found"
+    )
+    _one_line_error(
+        *run(capsys, "pcr-predict", "--mri", str(demo.mri), "--attention-nifti", str(tmp_path / "a.png"))[::2],
+        "must end in .nii or .nii.gz",
+    )
     _one_line_error(*run(capsys, "pcr-synth", "--n", "3", "--out", str(tmp_path / "c"))[::2], "--n must be between")
-    _one_line_error(*run(capsys, "pcr-train", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "b"))[::2],
-                    "was not found")  # fmt: skip
+    _one_line_error(
+        *run(capsys, "pcr-train", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "b"))[::2],
+        "was not found",
+    )
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
@@ -79,9 +86,17 @@ def _planted_manifest(folder: Path, n: int = 56) -> Path:
     for i in range(n):
         write_planted_nifti(folder / f"p{i}.nii", x[i])
         nib.save(nib.Nifti1Image(masks[i].astype(np.uint8), affine), str(folder / f"p{i}_mask.nii.gz"))
-        rows.append({"patient_id": f"P{i:02d}", "site": "x" if splits[i] == "external" else "a", "split": splits[i],
-                     "mri_path": f"p{i}.nii", "mask_path": f"p{i}_mask.nii.gz", "age_years": 40 + i,
-                     "pcr": int(labels[i])})  # fmt: skip
+        rows.append(
+            {
+                "patient_id": f"P{i:02d}",
+                "site": "x" if splits[i] == "external" else "a",
+                "split": splits[i],
+                "mri_path": f"p{i}.nii",
+                "mask_path": f"p{i}_mask.nii.gz",
+                "age_years": 40 + i,
+                "pcr": int(labels[i]),
+            }
+        )
     return write_pcr_manifest(rows, folder / "manifest.csv")
 
 
@@ -89,10 +104,26 @@ def test_tiny_end_to_end_train_then_predict(capsys, tmp_path: Path) -> None:
     manifest = _planted_manifest(tmp_path)
     out = tmp_path / "models" / "tiny"
     code, stdout, err = run(
-        capsys, "pcr-train", "--manifest", str(manifest), "--out", str(out), "--stage1-epochs", "1",
-        "--stage2-epochs", "40", "--single-stage-epochs", "1", "--bootstrap", "50", "--workers", "1", "--json",
-        "--report", str(tmp_path / "report"),
-    )  # fmt: skip
+        capsys,
+        "pcr-train",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--stage1-epochs",
+        "1",
+        "--stage2-epochs",
+        "40",
+        "--single-stage-epochs",
+        "1",
+        "--bootstrap",
+        "50",
+        "--workers",
+        "1",
+        "--json",
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert code == 0, err
     result = json.loads(stdout)
     assert result["evaluated_on"] == "external"

@@ -16,17 +16,36 @@ from mrrp.pcr import io as pio
 from mrrp.pcr.synth import PatientSpec, dicom_series_files, render_mri, to_voxel_order
 
 CLINICAL = {
-    "age_years": 50, "menopausal_status": "pre", "er_percent": 0.0, "pr_percent": 0.0, "her2_status": "negative",
-    "ki67_percent": 60.0, "histological_grade": 3, "t_stage": "T2", "n_stage": "N0", "molecular_subtype": "triple-negative",
-}  # fmt: skip
+    "age_years": 50,
+    "menopausal_status": "pre",
+    "er_percent": 0.0,
+    "pr_percent": 0.0,
+    "her2_status": "negative",
+    "ki67_percent": 60.0,
+    "histological_grade": 3,
+    "t_stage": "T2",
+    "n_stage": "N0",
+    "molecular_subtype": "triple-negative",
+}
 
 
 def _spec(site: str = "site-c", seed: int = 5) -> PatientSpec:
     return PatientSpec(
-        patient_id="T0001", site=site, split="train", seed=seed, subtype="triple-negative", clinical=CLINICAL,
-        resistance=0.0, diameter_mm=30.0, heterogeneity=0.5, oedema=0.5, wash_in=1.2, washout_per_min=0.05,
-        bpe=0.2, fgt_fraction=0.3,
-    )  # fmt: skip
+        patient_id="T0001",
+        site=site,
+        split="train",
+        seed=seed,
+        subtype="triple-negative",
+        clinical=CLINICAL,
+        resistance=0.0,
+        diameter_mm=30.0,
+        heterogeneity=0.5,
+        oedema=0.5,
+        wash_in=1.2,
+        washout_per_min=0.05,
+        bpe=0.2,
+        fgt_fraction=0.3,
+    )
 
 
 @pytest.fixture(scope="module")

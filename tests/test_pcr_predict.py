@@ -35,8 +35,15 @@ def test_bundle_is_small_complete_and_says_it_is_synthetic(bundle) -> None:
     assert size < 5_000_000
     assert bundle.model_card["notice"] == NOTICE
     assert 0.0 < bundle.config["threshold"] < 1.0
-    for key in ("external_auc", "external_sensitivity", "external_specificity", "attention_in_mask",
-                "baseline_external_sensitivity", "baseline_external_specificity", "baseline_attention_in_mask"):  # fmt: skip
+    for key in (
+        "external_auc",
+        "external_sensitivity",
+        "external_specificity",
+        "attention_in_mask",
+        "baseline_external_sensitivity",
+        "baseline_external_specificity",
+        "baseline_attention_in_mask",
+    ):
         assert 0.0 <= bundle.evaluation[key] <= 1.0, key
     assert bundle.evaluation["external_auc"] > 0.7  # the headline the report states
     assert len(bundle.fusion_heads) >= 10

@@ -69,9 +69,15 @@ def planted_cohort(n_train: int = 48, n_val: int = 24, n_ext: int = 32, seed: in
         x[idx[0], 2][masks[idx[0]]], x[idx[1], 2][masks[idx[1]]] = 0.5, -0.5
     clinical = [{"age_years": 40 + i % 30} for i in range(n)]
     return PreparedCohort(
-        patient_ids=[f"P{i:03d}" for i in range(n)], sites=np.array(["s"] * n), splits=splits,
-        x=x.astype(np.float16), cells=cells.astype(np.float32), masks=masks, clinical=clinical, labels=labels,
-    )  # fmt: skip
+        patient_ids=[f"P{i:03d}" for i in range(n)],
+        sites=np.array(["s"] * n),
+        splits=splits,
+        x=x.astype(np.float16),
+        cells=cells.astype(np.float32),
+        masks=masks,
+        clinical=clinical,
+        labels=labels,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -178,8 +178,15 @@ def test_pathology_states_the_record_and_consistent_stage(style: str) -> None:
 
 def test_stage_functions_at_the_boundaries() -> None:
     assert [pt_stage(s) for s in (5, 6, 10, 11, 20, 21, 50, 51)] == [
-        "pT1a", "pT1b", "pT1b", "pT1c", "pT1c", "pT2", "pT2", "pT3",
-    ]  # fmt: skip
+        "pT1a",
+        "pT1b",
+        "pT1b",
+        "pT1c",
+        "pT1c",
+        "pT2",
+        "pT2",
+        "pT3",
+    ]
     assert [pn_stage(n) for n in (0, 1, 3, 4, 9, 10, 30)] == ["pN0", "pN1a", "pN1a", "pN2a", "pN2a", "pN3a", "pN3a"]
     assert pt_stage(None) == "pTX" and pn_stage(None) == "pNX"
 

@@ -18,19 +18,62 @@ pytestmark = pytest.mark.slow
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("e2e")
     cohort = root / "cohort"
-    assert main(["synth", "--n", "90", "--seed", "21", "--out", str(cohort), "--slide-size", "0.8x0.6", "--missing-rate", "0.1"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--n",
+                "90",
+                "--seed",
+                "21",
+                "--out",
+                str(cohort),
+                "--slide-size",
+                "0.8x0.6",
+                "--missing-rate",
+                "0.1",
+            ]
+        )
+        == 0
+    )
     model = root / "model"
     cache = root / "cache"
-    assert main(["train", "--manifest", str(cohort / "manifest.csv"), "--out", str(model), "--folds", "3",
-                 "--max-epochs", "150", "--cache-dir", str(cache), "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--manifest",
+                str(cohort / "manifest.csv"),
+                "--out",
+                str(model),
+                "--folds",
+                "3",
+                "--max-epochs",
+                "150",
+                "--cache-dir",
+                str(cache),
+                "--json",
+            ]
+        )
+        == 0
+    )
     return {"cohort": cohort, "model": model, "cache": cache}
 
 
 def test_bundle_is_complete_and_learned(trained: dict[str, Path]) -> None:
     model = trained["model"]
     names = {p.name for p in model.iterdir()}
-    assert {"config.json", "fold_0.pt", "fold_2.pt", "baseline.json", "cutoffs.json", "reference_risk.json",
-            "training_summary.json", "model_card.json", "checksums.json"} <= names  # fmt: skip
+    assert {
+        "config.json",
+        "fold_0.pt",
+        "fold_2.pt",
+        "baseline.json",
+        "cutoffs.json",
+        "reference_risk.json",
+        "training_summary.json",
+        "model_card.json",
+        "checksums.json",
+    } <= names
     summary = json.loads((model / "training_summary.json").read_text())
     assert summary["oof_harrell_c"] > 0.6, summary  # oracle on such cohorts is ~0.8
     card = json.loads((model / "model_card.json").read_text())
@@ -41,14 +84,31 @@ def test_bundle_is_complete_and_learned(trained: dict[str, Path]) -> None:
 
 
 def test_evaluate_reports_sksurv_metrics(trained: dict[str, Path], capsys) -> None:
-    rc = main(["evaluate", "--model", str(trained["model"]), "--manifest", str(trained["cohort"] / "manifest.csv"),
-               "--bootstrap", "30", "--cache-dir", str(trained["cache"]), "--json"])  # fmt: skip
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(trained["model"]),
+            "--manifest",
+            str(trained["cohort"] / "manifest.csv"),
+            "--bootstrap",
+            "30",
+            "--cache-dir",
+            str(trained["cache"]),
+            "--json",
+        ]
+    )
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
     for split in ("test", "external"):
         r = result[split]
         assert 0 <= r["harrell_c"] <= 1 and 0 <= r["uno_c"] <= 1
-        assert set(r["cindex_by_missing_pattern"]) == {"without_slide", "without_ultrasound", "without_path_report", "without_clinical"}
+        assert set(r["cindex_by_missing_pattern"]) == {
+            "without_slide",
+            "without_ultrasound",
+            "without_path_report",
+            "without_clinical",
+        }
         assert sum(r["group_counts"].values()) == r["n"]
 
 
@@ -113,10 +173,16 @@ def test_missing_pattern_that_leaves_nobody_is_reported_as_undefined(trained: di
 
     rows = [r for r in read_manifest(trained["cohort"] / "manifest.csv") if r.clinical is not None][:30]
     cases = [
-        replace(c, tiles=c.tiles[:0], tile_coords_l0=c.tile_coords_l0[:0], us_images=c.us_images[:0],
-                us_report=c.us_report[:0], path_report=c.path_report[:0])
+        replace(
+            c,
+            tiles=c.tiles[:0],
+            tile_coords_l0=c.tile_coords_l0[:0],
+            us_images=c.us_images[:0],
+            us_report=c.us_report[:0],
+            path_report=c.path_report[:0],
+        )
         for c in load_cases(rows, trained["cache"])
-    ]  # fmt: skip
+    ]
     t = np.array([r.time_months for r in rows], float)
     e = np.array([r.event for r in rows], int)
     out = evaluate_split(load_bundle(trained["model"]), cases, t, e, t, e, n_boot=5)
@@ -129,7 +195,12 @@ def test_selection_chooses_by_out_of_fold_c_on_training_rows(trained: dict[str, 
 
     names = list(CANDIDATES)[:2]
     out = run_selection(
-        trained["cohort"] / "manifest.csv", names, cache_dir=trained["cache"], folds=2, max_epochs=40, patience_epochs=20
+        trained["cohort"] / "manifest.csv",
+        names,
+        cache_dir=trained["cache"],
+        folds=2,
+        max_epochs=40,
+        patience_epochs=20,
     )
     assert set(out["candidates"]) == set(names)
     best = max(out["candidates"].values(), key=lambda r: r["oof_c_train"])

@@ -40,9 +40,14 @@ def test_list_local_slides_finds_slides_once_per_dicom_series(testdata: Path, tm
 
 @pytest.mark.parametrize(
     "name,expected",
-    [("../../etc/passwd", "passwd"), ("C:\\slides\\a.svs", "a.svs"), ("Präparat 乳腺.svs", "Präparat 乳腺.svs"),
-     ("a\x00b.svs", "a_b.svs"), ("...", "slide")],
-)  # fmt: skip
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\slides\\a.svs", "a.svs"),
+        ("Präparat 乳腺.svs", "Präparat 乳腺.svs"),
+        ("a\x00b.svs", "a_b.svs"),
+        ("...", "slide"),
+    ],
+)
 def test_safe_filename(name: str, expected: str) -> None:
     assert safe_filename(name) == expected
 
@@ -55,9 +60,12 @@ def test_save_uploads_is_content_addressed_and_atomic(testdata: Path, tmp_path: 
     assert read_slide_info(p1).vendor == "aperio"
     assert not list(tmp_path.rglob("*.part"))
     dcm = save_uploads(
-        [UploadedFileData("boxes_1.dcm", (testdata / "boxes_1.dcm").read_bytes()),
-         UploadedFileData("boxes_0.dcm", (testdata / "boxes_0.dcm").read_bytes())], tmp_path,
-    )  # fmt: skip
+        [
+            UploadedFileData("boxes_1.dcm", (testdata / "boxes_1.dcm").read_bytes()),
+            UploadedFileData("boxes_0.dcm", (testdata / "boxes_0.dcm").read_bytes()),
+        ],
+        tmp_path,
+    )
     assert dcm.suffix == ".dcm" and len(list(dcm.parent.iterdir())) == 2
     assert read_slide_info(dcm).vendor == "dicom"
     with pytest.raises(InputError):
@@ -83,10 +91,17 @@ def test_draw_tile_grid_outlines_tiles() -> None:
 
 def test_tile_scores_are_per_tile() -> None:
     feats = SlideFeatures(
-        coords_l0=np.zeros((3, 2), np.int64), features=np.array([[3, 4], [0, 0], [1, 0]], np.float32),
-        tissue_fraction=np.array([1.0, 0.5, 0.25], np.float32), tile_size_l0=448, tile_size_px=224,
-        target_mpp=1.0, stride_l0=448, encoder="e", encoder_version="v", slide_fingerprint="f",
-    )  # fmt: skip
+        coords_l0=np.zeros((3, 2), np.int64),
+        features=np.array([[3, 4], [0, 0], [1, 0]], np.float32),
+        tissue_fraction=np.array([1.0, 0.5, 0.25], np.float32),
+        tile_size_l0=448,
+        tile_size_px=224,
+        target_mpp=1.0,
+        stride_l0=448,
+        encoder="e",
+        encoder_version="v",
+        slide_fingerprint="f",
+    )
     scores = tile_scores(feats)
     assert np.allclose(scores["Feature norm (encoder embedding L2)"], [5, 0, 1])
     assert np.allclose(scores["Tissue fraction"], [1.0, 0.5, 0.25])

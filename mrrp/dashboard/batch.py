@@ -28,12 +28,26 @@ if TYPE_CHECKING:
 PREDICT_CHUNK = 16  # patients per forward pass
 # What a clinician reads first comes first; the log-risk (model units) after the probabilities.
 RESULT_COLUMNS = (
-    "patient_id", "site", "split", "risk_group", "percentile",
-    "recurrence_5y", "recurrence_5y_lower", "recurrence_5y_upper",
-    "recurrence_3y", "recurrence_3y_lower", "recurrence_3y_upper",
-    "recurrence_7y", "recurrence_7y_lower", "recurrence_7y_upper",
-    "compensated", "log_risk", "log_risk_lower", "log_risk_upper", "model_version",
-)  # fmt: skip
+    "patient_id",
+    "site",
+    "split",
+    "risk_group",
+    "percentile",
+    "recurrence_5y",
+    "recurrence_5y_lower",
+    "recurrence_5y_upper",
+    "recurrence_3y",
+    "recurrence_3y_lower",
+    "recurrence_3y_upper",
+    "recurrence_7y",
+    "recurrence_7y_lower",
+    "recurrence_7y_upper",
+    "compensated",
+    "log_risk",
+    "log_risk_lower",
+    "log_risk_upper",
+    "model_version",
+)
 _HORIZONS = (("3y", "36"), ("5y", "60"), ("7y", "84"))
 
 # progress(done, total, what): ``done`` of ``total`` steps (one per patient, then the prediction) finished;

@@ -52,9 +52,7 @@ def _pred(p) -> Mapping:
 # -- risk group ---------------------------------------------------------------------------------
 
 
-def risk_position_figure(
-    reference_risk: np.ndarray, low_upper: float, high_lower: float, prediction
-) -> go.Figure:
+def risk_position_figure(reference_risk: np.ndarray, low_upper: float, high_lower: float, prediction) -> go.Figure:
     """Where the patient's log-risk (with its interval) falls among the training patients, with the cut-offs."""
     p = _pred(prediction)
     ref = np.asarray(reference_risk, float)  # (N,)
@@ -63,28 +61,46 @@ def risk_position_figure(
     x_min = float(min(ref.min(), lo_i, lr)) - 0.3
     x_max = float(max(ref.max(), hi_i, lr)) + 0.3
     fig = go.Figure()
-    for group, a, b in (("low", x_min, low_upper), ("intermediate", low_upper, high_lower), ("high", high_lower, x_max)):
+    for group, a, b in (
+        ("low", x_min, low_upper),
+        ("intermediate", low_upper, high_lower),
+        ("high", high_lower, x_max),
+    ):
         fig.add_vrect(x0=a, x1=b, fillcolor=GROUP_COLOURS[group], opacity=0.15, line_width=0, layer="below")
         fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", text=group, showarrow=False, yanchor="bottom")
     fig.add_trace(
         go.Histogram(
-            x=ref, nbinsx=40, marker_color="#8a99a6", opacity=0.6, name="training patients",
+            x=ref,
+            nbinsx=40,
+            marker_color="#8a99a6",
+            opacity=0.6,
+            name="training patients",
             hovertemplate="log-risk %{x}<br>%{y} patients<extra></extra>",
         )
-    )  # fmt: skip
+    )
     for cut in (low_upper, high_lower):
         fig.add_vline(x=cut, line_dash="dash", line_color="#45525e", line_width=1)
     counts, _ = np.histogram(ref, bins=40)
     y_mark = float(counts.max()) * 1.08 if counts.size else 1.0
     fig.add_trace(
         go.Scatter(
-            x=[lr], y=[y_mark], mode="markers",
+            x=[lr],
+            y=[y_mark],
+            mode="markers",
             marker={"size": 14, "color": PATIENT_COLOUR, "symbol": "diamond"},
-            error_x={"type": "data", "symmetric": False, "array": [hi_i - lr], "arrayminus": [lr - lo_i],
-                     "color": PATIENT_COLOUR, "thickness": 2, "width": 6},
-            name="this patient", hovertemplate="log-risk %{x:.2f}<extra>this patient</extra>",
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [hi_i - lr],
+                "arrayminus": [lr - lo_i],
+                "color": PATIENT_COLOUR,
+                "thickness": 2,
+                "width": 6,
+            },
+            name="this patient",
+            hovertemplate="log-risk %{x:.2f}<extra>this patient</extra>",
         )
-    )  # fmt: skip
+    )
     fig.update_xaxes(title="log-risk (centred; higher = more likely to recur)", range=[x_min, x_max], showgrid=False)
     fig.update_yaxes(title="patients", showgrid=True, gridcolor="#eef2f5")
     return _layout(fig, 260, showlegend=False, bargap=0.02)
@@ -106,35 +122,51 @@ def survival_figure(prediction, reference: ReferenceCurves | None = None, max_ye
             k = ty <= max_years
             fig.add_trace(
                 go.Scatter(
-                    x=ty[k], y=c.survival[k], mode="lines", line={"shape": "hv", "color": GROUP_COLOURS[c.group],
-                    "width": 1.5, "dash": dash}, opacity=0.8, name=f"{c.group} risk group (n={c.n})",
+                    x=ty[k],
+                    y=c.survival[k],
+                    mode="lines",
+                    line={"shape": "hv", "color": GROUP_COLOURS[c.group], "width": 1.5, "dash": dash},
+                    opacity=0.8,
+                    name=f"{c.group} risk group (n={c.n})",
                     hovertemplate="%{x:.1f} y: %{y:.0%}<extra>" + c.group + "</extra>",
                 )
-            )  # fmt: skip
+            )
     fig.add_trace(
         go.Scatter(
             x=np.concatenate([t_years[keep], t_years[keep][::-1]]),
             y=np.concatenate([np.asarray(p["survival_upper"])[keep], np.asarray(p["survival_lower"])[keep][::-1]]),
-            fill="toself", fillcolor="rgba(44,110,143,0.18)", line={"width": 0}, hoverinfo="skip",
+            fill="toself",
+            fillcolor="rgba(44,110,143,0.18)",
+            line={"width": 0},
+            hoverinfo="skip",
             name="uncertainty band (95%)",
         )
-    )  # fmt: skip
+    )
     fig.add_trace(
         go.Scatter(
-            x=t_years[keep], y=np.asarray(p["survival"])[keep], mode="lines",
-            line={"color": PATIENT_COLOUR, "width": 3}, name="this patient",
+            x=t_years[keep],
+            y=np.asarray(p["survival"])[keep],
+            mode="lines",
+            line={"color": PATIENT_COLOUR, "width": 3},
+            name="this patient",
             hovertemplate="%{x:.1f} y: %{y:.1%} recurrence-free<extra>this patient</extra>",
         )
-    )  # fmt: skip
+    )
     for h, years in HORIZON_YEARS.items():
         if h in p["recurrence"]:
             s = 1.0 - float(p["recurrence"][h])
             fig.add_trace(
                 go.Scatter(
-                    x=[years], y=[s], mode="markers+text", marker={"color": PATIENT_COLOUR, "size": 8},
-                    text=[f"{s:.0%}"], textposition="bottom center", showlegend=False, hoverinfo="skip",
+                    x=[years],
+                    y=[s],
+                    mode="markers+text",
+                    marker={"color": PATIENT_COLOUR, "size": 8},
+                    text=[f"{s:.0%}"],
+                    textposition="bottom center",
+                    showlegend=False,
+                    hoverinfo="skip",
                 )
-            )  # fmt: skip
+            )
     fig.update_xaxes(title="years after diagnosis", range=[0, max_years], dtick=1, showgrid=True, gridcolor="#eef2f5")
     fig.update_yaxes(title="recurrence-free survival", range=[0, 1.02], tickformat=".0%", gridcolor="#eef2f5")
     return _layout(fig, 380, legend={"orientation": "h", "y": -0.22, "x": 0})
@@ -201,15 +233,30 @@ def icon_array_figure(probability: float, horizon_years: int = 5, n: int = 100, 
             shapes.append({**shape, "fillcolor": colour, "line": {"width": 0}, "layer": "above"})
     fig.update_layout(shapes=shapes)
     # Invisible points give the axes their extent and a legend.
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker={"color": UP_COLOUR, "size": 12},
-                             name=f"{k} with a recurrence within {horizon_years} years"))  # fmt: skip
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker={"color": NEUTRAL, "size": 12},
-                             name=f"{rest} without"))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            marker={"color": UP_COLOUR, "size": 12},
+            name=f"{k} with a recurrence within {horizon_years} years",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=[None], y=[None], mode="markers", marker={"color": NEUTRAL, "size": 12}, name=f"{rest} without")
+    )
     fig.update_xaxes(range=[0, columns], visible=False, fixedrange=True)
     fig.update_yaxes(range=[0, rows], visible=False, scaleanchor="x", fixedrange=True)
-    return _layout(fig, 380, legend={"orientation": "h", "y": -0.02, "x": 0}, margin={"l": 10, "r": 10, "t": 60,
-                   "b": 10}, title={"text": f"Of 100 patients like her, about {k} would have<br>a recurrence within "
-                   f"{horizon_years} years", "font": {"size": 14}})  # fmt: skip
+    return _layout(
+        fig,
+        380,
+        legend={"orientation": "h", "y": -0.02, "x": 0},
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        title={
+            "text": f"Of 100 patients like her, about {k} would have<br>a recurrence within {horizon_years} years",
+            "font": {"size": 14},
+        },
+    )
 
 
 # -- explanations -------------------------------------------------------------------------------
@@ -222,23 +269,42 @@ def contributions_figure(explanation) -> go.Figure:
     phi = [float(e.shapley.get(m, 0.0)) for m in MODALITIES]
     att = [100 * float(e.attention_share.get(m, 0.0)) for m in MODALITIES]
     fig = make_subplots(
-        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
         subplot_titles=("Shapley contribution (log-risk)", "Attention share (%)"),
-    )  # fmt: skip
+    )
     fig.add_trace(
         go.Bar(
-            y=names, x=phi, orientation="h", marker_color=[UP_COLOUR if v > 0 else DOWN_COLOUR for v in phi],
-            text=[f"{v:+.2f}" for v in phi], textposition="outside", cliponaxis=False, name="Shapley",
+            y=names,
+            x=phi,
+            orientation="h",
+            marker_color=[UP_COLOUR if v > 0 else DOWN_COLOUR for v in phi],
+            text=[f"{v:+.2f}" for v in phi],
+            textposition="outside",
+            cliponaxis=False,
+            name="Shapley",
             hovertemplate="%{y}: %{x:+.3f}<extra>Shapley</extra>",
-        ), row=1, col=1,
-    )  # fmt: skip
+        ),
+        row=1,
+        col=1,
+    )
     fig.add_trace(
         go.Bar(
-            y=names, x=att, orientation="h", marker_color=PATIENT_COLOUR, text=[f"{v:.0f}%" for v in att],
-            textposition="outside", cliponaxis=False, name="attention",
+            y=names,
+            x=att,
+            orientation="h",
+            marker_color=PATIENT_COLOUR,
+            text=[f"{v:.0f}%" for v in att],
+            textposition="outside",
+            cliponaxis=False,
+            name="attention",
             hovertemplate="%{y}: %{x:.1f}%<extra>attention</extra>",
-        ), row=1, col=2,
-    )  # fmt: skip
+        ),
+        row=1,
+        col=2,
+    )
     span = max(0.1, max(abs(v) for v in phi)) * 1.35
     fig.update_xaxes(range=[-span, span], zeroline=True, zerolinecolor="#45525e", row=1, col=1)
     fig.update_xaxes(range=[0, max(100.0, max(att)) * 1.15], row=1, col=2)
@@ -267,14 +333,20 @@ def clinical_figure(attributions: Mapping[str, float], record: Mapping | None = 
     values = [float(v) for _, v in items]
     fig = go.Figure(
         go.Bar(
-            y=labels, x=values, orientation="h", marker_color=[UP_COLOUR if v > 0 else DOWN_COLOUR for v in values],
-            text=[f"{v:+.3f}" for v in values], textposition="outside", cliponaxis=False,
+            y=labels,
+            x=values,
+            orientation="h",
+            marker_color=[UP_COLOUR if v > 0 else DOWN_COLOUR for v in values],
+            text=[f"{v:+.3f}" for v in values],
+            textposition="outside",
+            cliponaxis=False,
             hovertemplate="%{y}: %{x:+.3f}<extra></extra>",
         )
-    )  # fmt: skip
+    )
     span = max([0.05] + [abs(v) for v in values]) * 1.35
-    fig.update_xaxes(title="← lowers risk · raises risk → (log-risk)", range=[-span, span], zeroline=True,
-                     zerolinecolor="#45525e")  # fmt: skip
+    fig.update_xaxes(
+        title="← lowers risk · raises risk → (log-risk)", range=[-span, span], zeroline=True, zerolinecolor="#45525e"
+    )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, 60 + 28 * max(len(items), 1), showlegend=False)
 
@@ -288,13 +360,22 @@ def what_if_figure(rows: Sequence[Mapping]) -> go.Figure:
     colours = [GROUP_COLOURS.get(str(r["risk_group"]), PATIENT_COLOUR) for r in rows]
     fig = go.Figure(
         go.Scatter(
-            x=p, y=labels, mode="markers+text", marker={"size": 13, "color": colours},
-            error_x={"type": "data", "symmetric": False, "array": [h - v for h, v in zip(hi, p, strict=True)],
-                     "arrayminus": [v - lo_ for v, lo_ in zip(p, lo, strict=True)], "color": "#45525e"},
-            text=[f"{v:.1f}% ({r['risk_group']})" for v, r in zip(p, rows, strict=True)], textposition="top center",
+            x=p,
+            y=labels,
+            mode="markers+text",
+            marker={"size": 13, "color": colours},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [h - v for h, v in zip(hi, p, strict=True)],
+                "arrayminus": [v - lo_ for v, lo_ in zip(p, lo, strict=True)],
+                "color": "#45525e",
+            },
+            text=[f"{v:.1f}% ({r['risk_group']})" for v, r in zip(p, rows, strict=True)],
+            textposition="top center",
             hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
         )
-    )  # fmt: skip
+    )
     fig.update_xaxes(title="5-year recurrence probability (%)", range=[0, max(hi + [10.0]) * 1.1])
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, 90 + 55 * len(rows), showlegend=False)
@@ -329,8 +410,13 @@ def sentence_colour(attribution: float, scale: float) -> str:
 
 def highlighted_sentences_html(sentences: Sequence) -> str:
     """Report sentences as HTML spans shaded by their attribution (text escaped; safe to render)."""
-    items = [(getattr(s, "sentence", None) or s.get("sentence"), float(getattr(s, "attribution", None)
-              if hasattr(s, "attribution") else s.get("attribution"))) for s in sentences]  # fmt: skip
+    items = [
+        (
+            getattr(s, "sentence", None) or s.get("sentence"),
+            float(getattr(s, "attribution", None) if hasattr(s, "attribution") else s.get("attribution")),
+        )
+        for s in sentences
+    ]
     items = [(t, a) for t, a in items if t]
     if not items:
         return ""

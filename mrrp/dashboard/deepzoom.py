@@ -286,9 +286,10 @@ def explanation_overlays(
     open in this session) wins over newer ones.
     """
     matching = [
-        r for r in records
+        r
+        for r in records
         if (r.input_hashes or {}).get("slide") == slide_fingerprint and ((r.explanation or {}).get("tiles"))
-    ]  # fmt: skip
+    ]
     if not matching:
         return []
     chosen = next((r for r in matching if r.case_id == prefer_case), matching[0])

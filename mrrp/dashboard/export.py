@@ -195,11 +195,14 @@ def pdf_report(
     pdf.set_font("DejaVu", "", 9)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     pdf.multi_cell(
-        0, 5,
-        f"Patient / case: {p['patient_id']}" + (f" (case {review.case_id})" if review.case_id else "")
+        0,
+        5,
+        f"Patient / case: {p['patient_id']}"
+        + (f" (case {review.case_id})" if review.case_id else "")
         + f"\nModel: {model_label} — version {p['model_version']}\nGenerated: {generated}",
-        new_x="LMARGIN", new_y="NEXT",
-    )  # fmt: skip
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     pdf.set_fill_color(255, 243, 205)
     pdf.set_font("DejaVu", "B", 9)
     pdf.multi_cell(0, 5, NOTICE, border=1, fill=True, new_x="LMARGIN", new_y="NEXT")
@@ -210,11 +213,13 @@ def pdf_report(
     pdf.set_font("DejaVu", "", 9.5)
     lo, hi = p["log_risk_interval"]
     pdf.multi_cell(
-        0, 5,
+        0,
+        5,
         f"Log-risk {p['log_risk']:+.2f} (95% interval {lo:+.2f} to {hi:+.2f}); higher than "
         f"{charts.percent_text(p['percentile'])} of the reference cohort. {cutoff_text}".strip(),
-        new_x="LMARGIN", new_y="NEXT",
-    )  # fmt: skip
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     pdf.ln(1)
     rows = charts.recurrence_rows(p)
     with pdf.table(col_widths=(30, 45, 45), text_align=("LEFT", "RIGHT", "RIGHT"), width=120, align="LEFT") as table:
@@ -233,8 +238,9 @@ def pdf_report(
                 table.row([label, review.statuses[key].text])
     if review.compensated:
         names = ", ".join(MODALITY_LABELS[m] for m in review.compensated)
-        pdf.multi_cell(0, 5, f"Compensated by the model: {names}. {review.pattern.sentence()}", new_x="LMARGIN",
-                       new_y="NEXT")  # fmt: skip
+        pdf.multi_cell(
+            0, 5, f"Compensated by the model: {names}. {review.pattern.sentence()}", new_x="LMARGIN", new_y="NEXT"
+        )
     else:
         pdf.multi_cell(0, 5, review.pattern.sentence(), new_x="LMARGIN", new_y="NEXT")
 
@@ -261,8 +267,14 @@ def pdf_report(
         drawn += 1
     if with_charts and drawn < len(figures):
         pdf.set_font("DejaVu", "I", 8.5)
-        pdf.multi_cell(0, 5, "Some charts could not be drawn on this computer (no Chromium for kaleido); the numbers "
-                       "above are complete.", new_x="LMARGIN", new_y="NEXT")  # fmt: skip
+        pdf.multi_cell(
+            0,
+            5,
+            "Some charts could not be drawn on this computer (no Chromium for kaleido); the numbers "
+            "above are complete.",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
 
     if heatmap_png is not None:
         _heading(pdf, "Slide heatmap")

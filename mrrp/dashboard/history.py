@@ -188,7 +188,8 @@ class CaseHistory:
                 if existing is not None:
                     if store_inputs and inputs is not None:  # opting in later adds what was left out
                         conn.execute(
-                            "UPDATE cases SET inputs = ?, explanation = ? WHERE case_id = ?", (row[7], row[6], existing[0])
+                            "UPDATE cases SET inputs = ?, explanation = ? WHERE case_id = ?",
+                            (row[7], row[6], existing[0]),
                         )
                     conn.execute("COMMIT")
                     return str(existing[0])

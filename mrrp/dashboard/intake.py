@@ -63,6 +63,7 @@ def encoder_threads() -> int:
         return int(env)
     return max(1, (os.cpu_count() or 1) - 1)
 
+
 # progress(fraction 0..1, what is happening)
 ProgressFn = Callable[[float, str], None]
 
@@ -332,9 +333,7 @@ def _ultrasound(
         digests.append(digest)
     if not paths:
         return [], [], [], InputStatus("us_images", "invalid", " ".join(problems)), None
-    notes = tuple(f"{len(problems)} of {len(sources)} images left out: {p}" for p in problems[:1]) + tuple(
-        problems[1:]
-    )
+    notes = tuple(f"{len(problems)} of {len(sources)} images left out: {p}" for p in problems[:1]) + tuple(problems[1:])
     return paths, images, names, InputStatus("us_images", "provided", notes=notes), sha256_text("|".join(digests))
 
 

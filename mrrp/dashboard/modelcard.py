@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     from mrrp.model.bundle import LoadedBundle
 
 ENCODER_ROLES = {"tile": "Slide tiles", "ultrasound_image": "Ultrasound images", "text": "Report sentences"}
-MODALITY_WORDS = {"slide": "H&E slide", "ultrasound": "ultrasound", "path_report": "pathology report",
-                  "clinical": "clinical record"}  # fmt: skip
+MODALITY_WORDS = {
+    "slide": "H&E slide",
+    "ultrasound": "ultrasound",
+    "path_report": "pathology report",
+    "clinical": "clinical record",
+}
 
 
 @dataclass
@@ -46,9 +50,18 @@ class ModelCardView:
 
 
 _KNOWN_CARD_KEYS = {
-    "name", "notice", "intended_use", "not_intended_for", "training_data", "missing_data", "risk_groups",
-    "training_summary", "metrics", "encoders", "limitations",
-}  # fmt: skip
+    "name",
+    "notice",
+    "intended_use",
+    "not_intended_for",
+    "training_data",
+    "missing_data",
+    "risk_groups",
+    "training_summary",
+    "metrics",
+    "encoders",
+    "limitations",
+}
 
 
 def _training_rows(summary: dict) -> list[tuple[str, str]]:
@@ -95,10 +108,13 @@ def model_card_view(bundle: LoadedBundle, evaluation: Evaluation | None, notice:
     card, config = bundle.model_card or {}, bundle.config or {}
     sums = json.loads((Path(bundle.path) / "checksums.json").read_text())
     encoders = [
-        {"Input": ENCODER_ROLES.get(role, role), "Encoder": str(e.get("name", "")),
-         "Weights sha256": str(e.get("sha256", ""))}
+        {
+            "Input": ENCODER_ROLES.get(role, role),
+            "Encoder": str(e.get("name", "")),
+            "Weights sha256": str(e.get("sha256", "")),
+        }
         for role, e in (config.get("encoders") or card.get("encoders") or {}).items()
-    ]  # fmt: skip
+    ]
     weights = [{"File": name, "sha256": digest} for name, digest in sorted(sums.items())]
     metrics, source = _metric_rows(card.get("metrics") or {}, evaluation)
     name = str(config.get("name") or card.get("name") or Path(bundle.path).name)

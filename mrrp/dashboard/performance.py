@@ -209,9 +209,11 @@ def site_table(ev: Evaluation) -> list[dict[str, object]]:
 def missing_pattern_table(ev: Evaluation) -> list[dict[str, object]]:
     """C-index with every patient's data, then with one modality hidden from everyone (compensated)."""
     rows: list[dict[str, object]] = [
-        {"Data available": "All modalities each patient has",
-         **{SPLIT_LABELS[s]: round(float(r["harrell_c"]), 3) for s, r in ev.splits.items()}}
-    ]  # fmt: skip
+        {
+            "Data available": "All modalities each patient has",
+            **{SPLIT_LABELS[s]: round(float(r["harrell_c"]), 3) for s, r in ev.splits.items()},
+        }
+    ]
     for modality, label in MODALITY_LABELS.items():
         row: dict[str, object] = {"Data available": f"Without {label.lower()} (compensated)"}
         for s, r in ev.splits.items():
@@ -226,9 +228,14 @@ def missing_pattern_table(ev: Evaluation) -> list[dict[str, object]]:
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     fig.update_layout(
-        title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=380,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h", "y": -0.2},
-    )  # fmt: skip
+        title=title,
+        xaxis_title=x,
+        yaxis_title=y,
+        template="plotly_white",
+        height=380,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig
 
 
@@ -243,10 +250,13 @@ def td_auc_figure(ev: Evaluation) -> go.Figure:
         lows = [auc[h] - ci.get(f"td_auc.{h}", (auc[h], auc[h]))[0] for h in hs]
         highs = [ci.get(f"td_auc.{h}", (auc[h], auc[h]))[1] - auc[h] for h in hs]
         fig.add_bar(
-            name=SPLIT_LABELS[split], x=[HORIZON_LABELS[h] for h in hs], y=[auc[h] for h in hs],
-            marker_color=SITE_COLOURS[split], error_y={"type": "data", "array": highs, "arrayminus": lows},
+            name=SPLIT_LABELS[split],
+            x=[HORIZON_LABELS[h] for h in hs],
+            y=[auc[h] for h in hs],
+            marker_color=SITE_COLOURS[split],
+            error_y={"type": "data", "array": highs, "arrayminus": lows},
             hovertemplate="%{x}: AUC %{y:.3f}<extra>" + SPLIT_LABELS[split] + "</extra>",
-        )  # fmt: skip
+        )
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="chance")
     fig.update_yaxes(range=[0.4, 1.0])
     return _layout(fig, "Time-dependent AUC", "Horizon", "AUC")
@@ -263,10 +273,14 @@ def calibration_figure(ev: Evaluation) -> go.Figure:
         xs, ys = [c["predicted"] for c in cal], [c["observed"] for c in cal]
         top = max([top, *xs, *ys])
         fig.add_scatter(
-            x=xs, y=ys, mode="lines+markers", name=SPLIT_LABELS[split], marker_color=SITE_COLOURS[split],
+            x=xs,
+            y=ys,
+            mode="lines+markers",
+            name=SPLIT_LABELS[split],
+            marker_color=SITE_COLOURS[split],
             text=[f"{c['n']} patients" for c in cal],
             hovertemplate="predicted %{x:.1%}, observed %{y:.1%} (%{text})<extra></extra>",
-        )  # fmt: skip
+        )
     top = min(1.0, top * 1.1)
     fig.add_scatter(
         x=[0, top], y=[0, top], mode="lines", name="perfect calibration", line={"dash": "dot", "color": "grey"}
@@ -289,10 +303,14 @@ def km_figure(ev: Evaluation, split: str) -> go.Figure:
         # A KM curve starts at S(0) = 1 and drops at each event time: a step plot ("hv").
         years = [0.0] + [t / 12.0 for t in c["time_months"]]
         fig.add_scatter(
-            x=years, y=[1.0, *c["survival"]], mode="lines", line_shape="hv", line_color=GROUP_COLOURS[g],
+            x=years,
+            y=[1.0, *c["survival"]],
+            mode="lines",
+            line_shape="hv",
+            line_color=GROUP_COLOURS[g],
             name=f"{g} risk (n={c['n']}, {c['events']} recurrences)",
             hovertemplate="%{x:.1f} years: %{y:.1%} recurrence-free<extra></extra>",
-        )  # fmt: skip
+        )
     p = km.get("logrank_p")
     title = f"Recurrence-free survival by risk group — {SPLIT_LABELS[split]}"
     if p is not None:
@@ -310,12 +328,18 @@ def missing_pattern_figure(ev: Evaluation) -> go.Figure:
     for split, r in ev.splits.items():
         pats = r.get("cindex_by_missing_pattern", {})
         fig.add_bar(
-            name=f"{SPLIT_LABELS[split]} without…", x=labels, y=[pats.get(f"without_{m}") for m in MODALITY_LABELS],
-            marker_color=SITE_COLOURS[split], hovertemplate="without %{x}: C %{y:.3f}<extra></extra>",
-        )  # fmt: skip
+            name=f"{SPLIT_LABELS[split]} without…",
+            x=labels,
+            y=[pats.get(f"without_{m}") for m in MODALITY_LABELS],
+            marker_color=SITE_COLOURS[split],
+            hovertemplate="without %{x}: C %{y:.3f}<extra></extra>",
+        )
         fig.add_hline(
-            y=r["harrell_c"], line_dash="dot", line_color=SITE_COLOURS[split],
-            annotation_text=f"{SPLIT_LABELS[split]}, all data {r['harrell_c']:.3f}", annotation_position="top left",
-        )  # fmt: skip
+            y=r["harrell_c"],
+            line_dash="dot",
+            line_color=SITE_COLOURS[split],
+            annotation_text=f"{SPLIT_LABELS[split]}, all data {r['harrell_c']:.3f}",
+            annotation_position="top left",
+        )
     fig.update_yaxes(range=[0.5, 1.0])
     return _layout(fig, "C-index when one modality is missing for everyone", "Modality missing", "Harrell's C")

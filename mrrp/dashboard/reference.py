@@ -62,7 +62,10 @@ class PatternPerformance:
             parts = [f"{v:.2f} ({k})" for k, v in self.full_cindex.items()]
             return "Validated C-index with every input present: " + ", ".join(parts) + "." if parts else ""
         if self.validated:
-            parts = [f"{v:.2f} ({k}; {self.full_cindex.get(k, float('nan')):.2f} with all inputs)" for k, v in self.cindex.items()]
+            parts = [
+                f"{v:.2f} ({k}; {self.full_cindex.get(k, float('nan')):.2f} with all inputs)"
+                for k, v in self.cindex.items()
+            ]
             return "Validated C-index when this input is missing: " + ", ".join(parts) + "."
         return (
             "This combination of missing inputs was not part of the validation (only one missing input at a time "

@@ -184,8 +184,13 @@ def review_from_record(bundle: LoadedBundle, record: CaseRecord) -> Review:
         raise InputError(f"Case {record.case_id} was saved without its explanation and cannot be redrawn.")
     evaluation = evaluation_for(bundle) if record.model_version.endswith(bundle.checksum[:12]) else None
     statuses = {}
-    for key, modality in (("slide", "slide"), ("us_images", "ultrasound"), ("us_report", "ultrasound"),
-                          ("path_report", "path_report"), ("clinical", "clinical")):  # fmt: skip
+    for key, modality in (
+        ("slide", "slide"),
+        ("us_images", "ultrasound"),
+        ("us_report", "ultrasound"),
+        ("path_report", "path_report"),
+        ("clinical", "clinical"),
+    ):
         if key in record.input_hashes:
             statuses[key] = InputStatus(key, "provided")
         elif key in ("us_images", "us_report") and explanation.present.get(modality):
@@ -242,14 +247,33 @@ def heatmap_overlay(
     if kind == "ig":
         bound = float(np.max(np.abs(scores))) if scores.size and np.max(np.abs(scores)) > 0 else 1.0
         return render_heatmap(
-            thumb.image, thumb.downsample, t.coords_l0, t.tile_size_l0, scores, tissue_mask, mask_downsample,
-            cmap="coolwarm", alpha=alpha, use_percentiles=False, vmin=-bound, vmax=bound,
+            thumb.image,
+            thumb.downsample,
+            t.coords_l0,
+            t.tile_size_l0,
+            scores,
+            tissue_mask,
+            mask_downsample,
+            cmap="coolwarm",
+            alpha=alpha,
+            use_percentiles=False,
+            vmin=-bound,
+            vmax=bound,
             label="Integrated Gradients (log-risk per tile)",
-        )  # fmt: skip
+        )
     return render_heatmap(
-        thumb.image, thumb.downsample, t.coords_l0, t.tile_size_l0, scores, tissue_mask, mask_downsample,
-        cmap="viridis", alpha=alpha, use_percentiles=True, label="attention (percentile within this slide)",
-    )  # fmt: skip
+        thumb.image,
+        thumb.downsample,
+        t.coords_l0,
+        t.tile_size_l0,
+        scores,
+        tissue_mask,
+        mask_downsample,
+        cmap="viridis",
+        alpha=alpha,
+        use_percentiles=True,
+        label="attention (percentile within this slide)",
+    )
 
 
 def top_tiles(path: Path, mpp: float | None, explanation: Explanation, kind: str, k: int = 6):
@@ -280,9 +304,15 @@ def what_if_summary(bundle: LoadedBundle, review: Review, drop: Iterable[str]) -
 
     drop = [m for m in MODALITIES if m in set(drop)]
     base = review.pred
-    out = {"dropped": drop, "risk_group": base["risk_group"], "recurrence_60": base["recurrence"]["60"],
-           "recurrence_60_interval": tuple(base["recurrence_interval"]["60"]), "log_risk": base["log_risk"],
-           "percentile": base["percentile"], "available": True}  # fmt: skip
+    out = {
+        "dropped": drop,
+        "risk_group": base["risk_group"],
+        "recurrence_60": base["recurrence"]["60"],
+        "recurrence_60_interval": tuple(base["recurrence_interval"]["60"]),
+        "log_risk": base["log_risk"],
+        "percentile": base["percentile"],
+        "available": True,
+    }
     if not drop:
         return out
     if review.intake is not None:
@@ -290,17 +320,25 @@ def what_if_summary(bundle: LoadedBundle, review: Review, drop: Iterable[str]) -
         if not remaining:
             return {**out, "available": False, "reason": "Leaving out every input leaves nothing of the patient."}
         p = what_if(bundle, review.intake.case, drop)
-        return {**out, "risk_group": p.risk_group, "recurrence_60": p.recurrence["60"],
-                "recurrence_60_interval": tuple(p.recurrence_interval["60"]), "log_risk": p.log_risk,
-                "percentile": p.percentile}  # fmt: skip
+        return {
+            **out,
+            "risk_group": p.risk_group,
+            "recurrence_60": p.recurrence["60"],
+            "recurrence_60_interval": tuple(p.recurrence_interval["60"]),
+            "log_risk": p.log_risk,
+            "percentile": p.percentile,
+        }
     if len(drop) == 1 and drop[0] in review.explanation.counterfactual:
         lr = float(review.explanation.counterfactual[drop[0]])
-        return {**out, "risk_group": str(bundle.cutoffs.group(lr)[0]),
-                "recurrence_60": float(bundle.ensemble_baseline.recurrence_probability(lr, 60.0)[0]),
-                "recurrence_60_interval": None, "log_risk": lr,
-                "percentile": percentile(lr, bundle.reference_risk)}  # fmt: skip
-    return {**out, "available": False,
-            "reason": "A case reopened from the history can leave out one input at a time."}  # fmt: skip
+        return {
+            **out,
+            "risk_group": str(bundle.cutoffs.group(lr)[0]),
+            "recurrence_60": float(bundle.ensemble_baseline.recurrence_probability(lr, 60.0)[0]),
+            "recurrence_60_interval": None,
+            "log_risk": lr,
+            "percentile": percentile(lr, bundle.reference_risk),
+        }
+    return {**out, "available": False, "reason": "A case reopened from the history can leave out one input at a time."}
 
 
 # -- finding a reopened case's slide ----------------------------------------------------------------

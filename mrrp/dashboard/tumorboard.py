@@ -15,8 +15,12 @@ if TYPE_CHECKING:
 
     from mrrp.dashboard.history import CaseRecord
 
-MODALITY_WORDS = {"slide": "H&E slide", "ultrasound": "ultrasound", "path_report": "pathology report",
-                  "clinical": "clinical record"}  # fmt: skip
+MODALITY_WORDS = {
+    "slide": "H&E slide",
+    "ultrasound": "ultrasound",
+    "path_report": "pathology report",
+    "clinical": "clinical record",
+}
 GROUP_COLOURS = {"low": "#2c7fb8", "intermediate": "#d68910", "high": "#c0392b"}
 CASE_COLOURS = ("#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#d68910", "#2c3e50")
 
@@ -110,18 +114,31 @@ def survival_figure(records: list[CaseRecord], font_size: int = 20) -> go.Figure
         name = f"{pred.get('patient_id') or rec.case_id} ({pred.get('risk_group', '?')})"
         if pred.get("survival_lower") and pred.get("survival_upper"):
             fig.add_scatter(
-                x=years + years[::-1], y=list(pred["survival_upper"]) + list(pred["survival_lower"])[::-1],
-                fill="toself", fillcolor=colour, opacity=0.15, line={"width": 0}, hoverinfo="skip",
+                x=years + years[::-1],
+                y=list(pred["survival_upper"]) + list(pred["survival_lower"])[::-1],
+                fill="toself",
+                fillcolor=colour,
+                opacity=0.15,
+                line={"width": 0},
+                hoverinfo="skip",
                 showlegend=False,
-            )  # fmt: skip
+            )
         fig.add_scatter(
-            x=years, y=pred["survival"], mode="lines", name=name, line={"color": colour, "width": 4},
+            x=years,
+            y=pred["survival"],
+            mode="lines",
+            name=name,
+            line={"color": colour, "width": 4},
             hovertemplate="%{x:.1f} years: %{y:.0%} recurrence-free<extra>" + name + "</extra>",
-        )  # fmt: skip
+        )
     fig.update_layout(
-        template="plotly_white", height=480, font={"size": font_size},
-        xaxis_title="Years from diagnosis", yaxis_title="Recurrence-free", legend={"orientation": "h", "y": -0.25},
+        template="plotly_white",
+        height=480,
+        font={"size": font_size},
+        xaxis_title="Years from diagnosis",
+        yaxis_title="Recurrence-free",
+        legend={"orientation": "h", "y": -0.25},
         margin={"l": 80, "r": 20, "t": 30, "b": 60},
-    )  # fmt: skip
+    )
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     return fig

@@ -248,9 +248,12 @@ def tile_integrated_gradients(
 
     ig = IntegratedGradients(forward)
     attr, delta = ig.attribute(
-        x, baselines=baseline, n_steps=int(ig_steps), internal_batch_size=min(int(ig_steps), _rows_per_chunk(batch)),
+        x,
+        baselines=baseline,
+        n_steps=int(ig_steps),
+        internal_batch_size=min(int(ig_steps), _rows_per_chunk(batch)),
         return_convergence_delta=True,
-    )  # fmt: skip
+    )
     return attr.sum(dim=-1)[0].detach().double().numpy(), float(abs(delta.item()))
 
 
@@ -278,9 +281,12 @@ def clinical_integrated_gradients(
 
         lig = LayerIntegratedGradients(forward, model.clinical)
         attr, delta = lig.attribute(
-            inputs, baselines=baselines, n_steps=int(ig_steps), internal_batch_size=min(int(ig_steps), chunk),
+            inputs,
+            baselines=baselines,
+            n_steps=int(ig_steps),
+            internal_batch_size=min(int(ig_steps), chunk),
             return_convergence_delta=True,
-        )  # fmt: skip
+        )
         total += attr.sum(dim=-1)[0].detach().double().numpy()  # (F,)
         linear = _linear_clinical_attribution(model, batch, baselines) / n if bool(present[0, 3]) else 0.0
         total += linear
@@ -294,8 +300,11 @@ def _linear_clinical_attribution(model, batch: Mapping[str, Any], baselines: tup
     w · (x − baseline)), from the same all-unknown baseline; 0 when the model has no such term."""
     if getattr(model, "clinical_linear", None) is None:
         return 0.0
-    x = {"clin_numeric": batch["clin_numeric"][:1], "clin_known": batch["clin_known"][:1],
-         "clin_categorical": batch["clin_categorical"][:1]}  # fmt: skip
+    x = {
+        "clin_numeric": batch["clin_numeric"][:1],
+        "clin_known": batch["clin_known"][:1],
+        "clin_categorical": batch["clin_categorical"][:1],
+    }
     b = {"clin_numeric": baselines[0][:1], "clin_known": baselines[1][:1], "clin_categorical": baselines[2][:1]}
     with torch.no_grad():
         contrib = (model._clinical_design(x) - model._clinical_design(b))[0] * model.clinical_linear.weight[0]

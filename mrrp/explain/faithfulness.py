@@ -73,10 +73,16 @@ RANDOMISATION_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # mrrp.synth.cohort, mrrp.synth.reports). Reports state the age; the ultrasound report calls the
 # axilla suspicious for >= 4 positive nodes (and at random for 1-3).
 _SLIDE_COLUMNS = (
-    "slide_nuclear_density", "slide_nuclear_size", "slide_pleomorphism", "slide_mitotic_rate",
-    "slide_lymphocyte_density", "slide_necrosis_fraction", "slide_tumour_fraction", "slide_stain_hue_shift",
+    "slide_nuclear_density",
+    "slide_nuclear_size",
+    "slide_pleomorphism",
+    "slide_mitotic_rate",
+    "slide_lymphocyte_density",
+    "slide_necrosis_fraction",
+    "slide_tumour_fraction",
+    "slide_stain_hue_shift",
     "slide_stain_intensity",
-)  # fmt: skip
+)
 _US_COLUMNS = ("us_irregularity", "us_spiculation", "us_shadowing", "us_aspect_ratio")
 
 
@@ -255,17 +261,24 @@ def _truth_design(cohort: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     age = col("age_years")
     young = (age[:, :1] < 40).astype(float)
     nodes = col("positive_lymph_nodes", lambda v: math.log1p(float(v)))
-    record = np.hstack([
-        col("tumour_size_mm", lambda v: math.log(max(float(v), 0.5))), col("histological_grade"), nodes,
-        col("er_percent"), col("pr_percent"), col("ki67_percent", lambda v: math.log(max(float(v), 0.5))),
-        cat("lymphovascular_invasion"), cat("histological_type"),
-    ])  # fmt: skip
+    record = np.hstack(
+        [
+            col("tumour_size_mm", lambda v: math.log(max(float(v), 0.5))),
+            col("histological_grade"),
+            nodes,
+            col("er_percent"),
+            col("pr_percent"),
+            col("ki67_percent", lambda v: math.log(max(float(v), 0.5))),
+            cat("lymphovascular_invasion"),
+            cat("histological_type"),
+        ]
+    )
     axilla = np.array([float((r.clinical.get("positive_lymph_nodes") or 0) >= 4) for r in rows])[:, None]  # type: ignore[union-attr, operator]
     design = {
         "slide": t[list(_SLIDE_COLUMNS)].to_numpy(float),
         "ultrasound": np.hstack(
             [np.log(t[["us_size_mm"]].to_numpy(float)), t[list(_US_COLUMNS)].to_numpy(float), age[:, :1], young, axilla]
-        ),  # fmt: skip
+        ),
         "path_report": np.hstack([record, age[:, :1], young, cat("menopausal_status")]),
         "clinical": np.hstack(
             [
@@ -277,7 +290,7 @@ def _truth_design(cohort: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
                 cat("chemotherapy"),
                 cat("radiotherapy"),
             ]
-        ),  # fmt: skip
+        ),
     }
     return t["log_hazard"].to_numpy(float), design
 
@@ -410,7 +423,13 @@ def run(
 
     # model randomisation: cascading from the head, and the whole model at once
     say("model randomisation")
-    original = {r.patient_id: (explanations[r.patient_id].tiles.attention, explanations[r.patient_id].tiles.integrated_gradients) for r in slide_rows}  # type: ignore[union-attr]  # fmt: skip
+    original = {
+        r.patient_id: (
+            explanations[r.patient_id].tiles.attention,
+            explanations[r.patient_id].tiles.integrated_gradients,
+        )
+        for r in slide_rows
+    }  # type: ignore[union-attr]
     randomisation = []
     for level in range(1, len(RANDOMISATION_GROUPS) + 1):
         rb = randomised_bundle(bundle, cascade(level), seed=1000)
@@ -422,9 +441,12 @@ def run(
             rhos["abs_ig"].append(spearman(np.abs(ig0), np.abs(ig)))
             rhos["attention"].append(spearman(att0, att))
         randomisation.append(
-            {"randomised": RANDOMISATION_GROUPS[level - 1][0], "cascade": cascade(level),
-             **{f"spearman_{k}": float(np.nanmean(v)) for k, v in rhos.items()}}
-        )  # fmt: skip
+            {
+                "randomised": RANDOMISATION_GROUPS[level - 1][0],
+                "cascade": cascade(level),
+                **{f"spearman_{k}": float(np.nanmean(v)) for k, v in rhos.items()},
+            }
+        )
         say(f"  up to {RANDOMISATION_GROUPS[level - 1][0]}: IG rho {randomisation[-1]['spearman_ig']:.3f}")
 
     # modality ranking
@@ -445,12 +467,16 @@ def run(
         auc, auc_ci = _mean_ci([p[f"{name}_auc"] for p in per_patient])
         topk, topk_ci = _mean_ci([p[f"{name}_top_in_tumour"] for p in per_patient])
         return {
-            "deletion_ratio": ratio, "deletion_ratio_ci95": ratio_ci,
-            "deletion_top_mean_abs_change": float(top.mean()), "deletion_random_mean_abs_change": float(rand.mean()),
+            "deletion_ratio": ratio,
+            "deletion_ratio_ci95": ratio_ci,
+            "deletion_top_mean_abs_change": float(top.mean()),
+            "deletion_random_mean_abs_change": float(rand.mean()),
             "deletion_median_patient_ratio": float(np.median(top / np.maximum(rand, 1e-12))),
-            "tumour_auc": auc, "tumour_auc_ci95": auc_ci,
-            "top20_in_tumour": topk, "top20_in_tumour_ci95": topk_ci,
-        }  # fmt: skip
+            "tumour_auc": auc,
+            "tumour_auc_ci95": auc_ci,
+            "top20_in_tumour": topk,
+            "top20_in_tumour_ci95": topk_ci,
+        }
 
     ig_summary, att_summary = summary("ig"), summary("attention")
     chance_top = float(np.mean([p["ig_chance"] for p in per_patient]))
@@ -809,15 +835,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         r = run(
-            args.model, args.cohort, args.out, img_dir=args.img_dir or None, md_path=args.md or None,
-            ig_steps=args.ig_steps, max_patients=args.max_patients, cache_dir=args.cache_dir,
+            args.model,
+            args.cohort,
+            args.out,
+            img_dir=args.img_dir or None,
+            md_path=args.md or None,
+            ig_steps=args.ig_steps,
+            max_patients=args.max_patients,
+            cache_dir=args.cache_dir,
             log=lambda m: print(m, file=sys.stderr, flush=True),
-        )  # fmt: skip
+        )
     except InputError as exc:
         print(f"mrrp: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: r[k] for k in ("deletion_ratio", "tumour_auc", "top20_in_tumour", "shapley_rank_matches",
-                                         "randomisation_spearman")}, default=float))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: r[k]
+                for k in (
+                    "deletion_ratio",
+                    "tumour_auc",
+                    "top20_in_tumour",
+                    "shapley_rank_matches",
+                    "randomisation_spearman",
+                )
+            },
+            default=float,
+        )
+    )
     return 0
 
 

@@ -87,14 +87,30 @@ def slide_heatmap(
     if kind == "ig":
         bound = float(np.max(np.abs(scores))) if scores.size and np.max(np.abs(scores)) > 0 else 1.0
         result = render_heatmap(
-            thumb, ds, t.coords_l0, t.tile_size_l0, scores, cmap="coolwarm", alpha=0.55, use_percentiles=False,
-            vmin=-bound, vmax=bound, label="Integrated Gradients (log-risk per tile)",
-        )  # fmt: skip
+            thumb,
+            ds,
+            t.coords_l0,
+            t.tile_size_l0,
+            scores,
+            cmap="coolwarm",
+            alpha=0.55,
+            use_percentiles=False,
+            vmin=-bound,
+            vmax=bound,
+            label="Integrated Gradients (log-risk per tile)",
+        )
     else:
         result = render_heatmap(
-            thumb, ds, t.coords_l0, t.tile_size_l0, scores, cmap="viridis", alpha=0.55, use_percentiles=True,
+            thumb,
+            ds,
+            t.coords_l0,
+            t.tile_size_l0,
+            scores,
+            cmap="viridis",
+            alpha=0.55,
+            use_percentiles=True,
             label="attention (percentile)",
-        )  # fmt: skip
+        )
     return result, ds
 
 
@@ -161,13 +177,17 @@ def summary_lines(explanation: Explanation, top: int = 3) -> list[str]:
     ]
     for m, v in sorted(e.shapley.items(), key=lambda kv: -abs(kv[1])):
         if e.present.get(m):
-            lines.append(f"  {m:<12} {v:+.3f}  ({100 * e.shapley_share[m]:.0f}% of the deviation; attention "
-                         f"{100 * e.attention_share[m]:.0f}%)")  # fmt: skip
+            lines.append(
+                f"  {m:<12} {v:+.3f}  ({100 * e.shapley_share[m]:.0f}% of the deviation; attention "
+                f"{100 * e.attention_share[m]:.0f}%)"
+            )
         else:
             lines.append(f"  {m:<12} absent (compensated)")
     if e.counterfactual:
-        lines.append("what if a modality were missing: " + ", ".join(
-            f"without {m} {v:+.3f}" for m, v in e.counterfactual.items()))  # fmt: skip
+        lines.append(
+            "what if a modality were missing: "
+            + ", ".join(f"without {m} {v:+.3f}" for m, v in e.counterfactual.items())
+        )
     fields = sorted(e.clinical.items(), key=lambda kv: -abs(kv[1]))[:top]
     if any(v != 0 for _, v in fields):
         lines.append("clinical fields moving the risk most: " + ", ".join(f"{f} {v:+.3f}" for f, v in fields))

@@ -76,9 +76,13 @@ class CaseFeatures:
     def present(self) -> np.ndarray:
         """(4,) bool over MODALITIES = slide, ultrasound (images or report), path_report, clinical."""
         return np.array(
-            [len(self.tiles) > 0, len(self.us_images) + len(self.us_report) > 0, len(self.path_report) > 0,
-             self.has_clinical]
-        )  # fmt: skip
+            [
+                len(self.tiles) > 0,
+                len(self.us_images) + len(self.us_report) > 0,
+                len(self.path_report) > 0,
+                self.has_clinical,
+            ]
+        )
 
 
 def encode_clinical(record: dict | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -211,10 +215,13 @@ def side_tokens(
         try:
             with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
                 np.savez(
-                fh, us_images=out["us_images"], us_report=out["us_report"],
-                us_report_sentences=np.array(out["us_report_sentences"], dtype=str),
-                path_report=out["path_report"], path_report_sentences=np.array(out["path_report_sentences"], dtype=str),
-            )  # fmt: skip
+                    fh,
+                    us_images=out["us_images"],
+                    us_report=out["us_report"],
+                    us_report_sentences=np.array(out["us_report_sentences"], dtype=str),
+                    path_report=out["path_report"],
+                    path_report_sentences=np.array(out["path_report_sentences"], dtype=str),
+                )
             os.replace(tmp, target)
         except OSError:
             Path(tmp).unlink(missing_ok=True)

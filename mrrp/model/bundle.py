@@ -93,10 +93,14 @@ def write_bundle(
             )
         (folder / "baseline.json").write_text(
             json.dumps(
-                {"ensemble": ensemble_baseline.to_dict(), "members": [b.to_dict() for b in baselines],
-                 "member_offsets": [float(o) for o in member_offsets]}
-            ) + "\n"
-        )  # fmt: skip
+                {
+                    "ensemble": ensemble_baseline.to_dict(),
+                    "members": [b.to_dict() for b in baselines],
+                    "member_offsets": [float(o) for o in member_offsets],
+                }
+            )
+            + "\n"
+        )
         (folder / "cutoffs.json").write_text(json.dumps(cutoffs.to_dict(), indent=2) + "\n")
         (folder / "reference_risk.json").write_text(json.dumps([round(float(v), 6) for v in reference_risk]) + "\n")
         if reference_km is not None:

@@ -27,36 +27,94 @@ class PCRDemo:
     spec: PatientSpec
 
 
-def _spec(pid: str, subtype: str, clinical: dict, resistance: float, diameter: float, het: float, oedema: float,
-          wash_in: float, washout: float, seed: int) -> PatientSpec:  # fmt: skip
+def _spec(
+    pid: str,
+    subtype: str,
+    clinical: dict,
+    resistance: float,
+    diameter: float,
+    het: float,
+    oedema: float,
+    wash_in: float,
+    washout: float,
+    seed: int,
+) -> PatientSpec:
     post = clinical["menopausal_status"] == "post"
     return PatientSpec(
-        patient_id=pid, site="site-d", split="predict", seed=seed, subtype=subtype, clinical=clinical,
-        resistance=resistance, diameter_mm=diameter, heterogeneity=het, oedema=oedema, wash_in=wash_in,
-        washout_per_min=washout, bpe=0.1 if post else 0.25, fgt_fraction=0.2 if post else 0.35, file_format="dicom-zip",
-    )  # fmt: skip
+        patient_id=pid,
+        site="site-d",
+        split="predict",
+        seed=seed,
+        subtype=subtype,
+        clinical=clinical,
+        resistance=resistance,
+        diameter_mm=diameter,
+        heterogeneity=het,
+        oedema=oedema,
+        wash_in=wash_in,
+        washout_per_min=washout,
+        bpe=0.1 if post else 0.25,
+        fgt_fraction=0.2 if post else 0.35,
+        file_format="dicom-zip",
+    )
 
 
 PCR_DEMOS: tuple[PCRDemo, ...] = (
     PCRDemo(
         "DEMO-MRI-1",
         "Triple-negative, homogeneous enhancing 24 mm tumour (pCR likely)",
-        _spec("DEMO-MRI-1", "triple-negative",
-              {"age_years": 44, "menopausal_status": "pre", "er_percent": 0.0, "pr_percent": 0.0,
-               "her2_status": "negative", "ki67_percent": 70.0, "histological_grade": 3, "t_stage": "T2",
-               "n_stage": "N1", "molecular_subtype": "triple-negative"},
-              -1.2, 24.0, 0.15, 0.2, 1.45, 0.08, 8101),
+        _spec(
+            "DEMO-MRI-1",
+            "triple-negative",
+            {
+                "age_years": 44,
+                "menopausal_status": "pre",
+                "er_percent": 0.0,
+                "pr_percent": 0.0,
+                "her2_status": "negative",
+                "ki67_percent": 70.0,
+                "histological_grade": 3,
+                "t_stage": "T2",
+                "n_stage": "N1",
+                "molecular_subtype": "triple-negative",
+            },
+            -1.2,
+            24.0,
+            0.15,
+            0.2,
+            1.45,
+            0.08,
+            8101,
+        ),
     ),
     PCRDemo(
         "DEMO-MRI-2",
         "Luminal A, heterogeneous 38 mm tumour with necrotic core and oedema (pCR unlikely)",
-        _spec("DEMO-MRI-2", "luminal A",
-              {"age_years": 61, "menopausal_status": "post", "er_percent": 95.0, "pr_percent": 80.0,
-               "her2_status": "negative", "ki67_percent": 12.0, "histological_grade": 2, "t_stage": "T2",
-               "n_stage": "N1", "molecular_subtype": "luminal A"},
-              1.4, 38.0, 0.85, 0.8, 1.0, 0.0, 8102),
+        _spec(
+            "DEMO-MRI-2",
+            "luminal A",
+            {
+                "age_years": 61,
+                "menopausal_status": "post",
+                "er_percent": 95.0,
+                "pr_percent": 80.0,
+                "her2_status": "negative",
+                "ki67_percent": 12.0,
+                "histological_grade": 2,
+                "t_stage": "T2",
+                "n_stage": "N1",
+                "molecular_subtype": "luminal A",
+            },
+            1.4,
+            38.0,
+            0.85,
+            0.8,
+            1.0,
+            0.0,
+            8102,
+        ),
     ),
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

@@ -490,11 +490,20 @@ def _read_nifti_phases(files: list[Path], name: str) -> MRIStudy:
 # --- DICOM -------------------------------------------------------------------------------------------
 
 _NOT_MRI = {
-    "CT": "a CT image", "MG": "a mammogram", "US": "an ultrasound image", "SM": "a whole-slide microscopy image",
-    "CR": "an X-ray (CR) image", "DX": "an X-ray (DX) image", "PT": "a PET image", "NM": "a nuclear medicine image",
-    "XA": "an X-ray angiography image", "RF": "a fluoroscopy image", "OT": "an 'other modality' image",
-    "SC": "a secondary capture (screenshot)", "RTIMAGE": "a radiotherapy image",
-}  # fmt: skip
+    "CT": "a CT image",
+    "MG": "a mammogram",
+    "US": "an ultrasound image",
+    "SM": "a whole-slide microscopy image",
+    "CR": "an X-ray (CR) image",
+    "DX": "an X-ray (DX) image",
+    "PT": "a PET image",
+    "NM": "a nuclear medicine image",
+    "XA": "an X-ray angiography image",
+    "RF": "a fluoroscopy image",
+    "OT": "an 'other modality' image",
+    "SC": "a secondary capture (screenshot)",
+    "RTIMAGE": "a radiotherapy image",
+}
 
 
 def _float_list(value: Any, n: int) -> list[float] | None:
@@ -755,6 +764,13 @@ def to_working(study: MRIStudy, mask: np.ndarray | None = None, *, fast_path: bo
         if not wmask.any():  # a tiny lesion can vanish at 2 mm: keep its most-covered voxel
             wmask = m >= m.max() * 0.999 if m.max() > 0 else wmask
     return WorkingVolume(
-        channels=channels, phases=work, mask=wmask, scale=scale, native_spacing_mm=study.spacing_mm,
-        native_shape=study.shape, n_phases=study.n_phases, source_format=study.source_format, affine=w_affine,
-    )  # fmt: skip
+        channels=channels,
+        phases=work,
+        mask=wmask,
+        scale=scale,
+        native_spacing_mm=study.spacing_mm,
+        native_shape=study.shape,
+        n_phases=study.n_phases,
+        source_format=study.source_format,
+        affine=w_affine,
+    )

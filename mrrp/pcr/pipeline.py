@@ -117,20 +117,29 @@ def train_pcr(
     }
     card = model_card(name, evaluation, cfg, NOTICE)
     write_pcr_bundle(
-        out, net=net, fusion_heads=heads, config=config, evaluation=evaluation,
-        training_summary=evaluation["training"], model_card=card,
-    )  # fmt: skip
+        out,
+        net=net,
+        fusion_heads=heads,
+        config=config,
+        evaluation=evaluation,
+        training_summary=evaluation["training"],
+        model_card=card,
+    )
     evaluation["_figure"] = figure_data  # arrays for the report's picture; never written to JSON
     return evaluation
 
 
 def _history(h) -> dict:
     return {
-        "epochs": h.epochs, "best": h.best_epoch, "seconds": h.seconds,
-        "train_loss": [round(v, 4) for v in h.train_loss], "val_loss": [round(v, 4) for v in h.val_loss],
+        "epochs": h.epochs,
+        "best": h.best_epoch,
+        "seconds": h.seconds,
+        "train_loss": [round(v, 4) for v in h.train_loss],
+        "val_loss": [round(v, 4) for v in h.val_loss],
         "guidance_loss": [round(v, 4) for v in h.guidance_loss],
-        "val_guidance_loss": [round(v, 4) for v in h.val_guidance_loss], "note": h.note,
-    }  # fmt: skip
+        "val_guidance_loss": [round(v, 4) for v in h.val_guidance_loss],
+        "note": h.note,
+    }
 
 
 def evaluate_models(net, baseline, clin_lr, data, encoder, cfg: TrainConfig) -> tuple[dict, dict, dict]:
@@ -195,16 +204,20 @@ def evaluate_models(net, baseline, clin_lr, data, encoder, cfg: TrainConfig) -> 
     matched_ci = _matched_ci(outputs[ext]["stepwise"]["p"], outputs[ext][BASELINE]["p"], y_ext, g, cfg)
     headline = {
         "evaluated_on": ext,
-        "external_auc": g["auc"], "external_sensitivity": g["sensitivity"], "external_specificity": g["specificity"],
+        "external_auc": g["auc"],
+        "external_sensitivity": g["sensitivity"],
+        "external_specificity": g["specificity"],
         "external_balanced_accuracy": g["balanced_accuracy"],
         "baseline": BASELINE,
-        "baseline_external_auc": b["auc"], "baseline_external_sensitivity": b["sensitivity"],
-        "baseline_external_specificity": b["specificity"], "baseline_external_balanced_accuracy": b["balanced_accuracy"],
+        "baseline_external_auc": b["auc"],
+        "baseline_external_sensitivity": b["sensitivity"],
+        "baseline_external_specificity": b["specificity"],
+        "baseline_external_balanced_accuracy": b["balanced_accuracy"],
         "baseline_external_sensitivity_at_matched_specificity": matched,
         "sensitivity_gain_at_matched_specificity_ci95": matched_ci,
         "attention_in_mask": g.get("attention_in_mask"),
         "baseline_attention_in_mask": b.get("attention_in_mask"),
-    }  # fmt: skip
+    }
     headline["targets"] = {
         "higher_sensitivity_at_matched_specificity": None if matched is None else bool(g["sensitivity"] > matched),
         "attention_at_least_twice_baseline": bool(
@@ -226,8 +239,10 @@ def evaluate_models(net, baseline, clin_lr, data, encoder, cfg: TrainConfig) -> 
         "baseline_p": outputs[ext][BASELINE]["p"],
     }
     calibration = {
-        "image_only": platt["stage1_image_only"], "guided": platt["stage2_guided_image"], "with_clinical": platt["stepwise"],
-    }  # fmt: skip
+        "image_only": platt["stage1_image_only"],
+        "guided": platt["stage2_guided_image"],
+        "with_clinical": platt["stepwise"],
+    }
     return {**headline, "models": models, "target_sensitivity": cfg.target_sensitivity}, figure, calibration
 
 

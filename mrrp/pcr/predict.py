@@ -147,15 +147,27 @@ def predict_working(bundle, work, clinical: ClinicalRecord | None, *, batched: b
     elif unknown:
         notes.append(f"Unknown clinical variables (training averages used): {', '.join(unknown)}.")
     return PCRPrediction(
-        probability=p_final, interval=(min(lo, p_final), max(hi, p_final)), threshold=threshold,
-        above_threshold=p_final >= threshold, stages=stages, attention=attention.astype(np.float32),
-        attention_guided_by_mask=cells is not None, attention_in_mask=in_mask,
-        background=(work.phases[1] - work.phases[0]).astype(np.float32), post_contrast=work.phases[1].astype(np.float32),
-        mask=work.mask, unknown_clinical=unknown,
-        notes=notes, notice=str(bundle.model_card.get("notice", "")), model=str(bundle.config.get("name", "")),
-        source_format=work.source_format, n_phases=work.n_phases, native_spacing_mm=work.native_spacing_mm,
-        working_affine=work.affine, seconds={"model": round(time.perf_counter() - t0, 3)},
-    )  # fmt: skip
+        probability=p_final,
+        interval=(min(lo, p_final), max(hi, p_final)),
+        threshold=threshold,
+        above_threshold=p_final >= threshold,
+        stages=stages,
+        attention=attention.astype(np.float32),
+        attention_guided_by_mask=cells is not None,
+        attention_in_mask=in_mask,
+        background=(work.phases[1] - work.phases[0]).astype(np.float32),
+        post_contrast=work.phases[1].astype(np.float32),
+        mask=work.mask,
+        unknown_clinical=unknown,
+        notes=notes,
+        notice=str(bundle.model_card.get("notice", "")),
+        model=str(bundle.config.get("name", "")),
+        source_format=work.source_format,
+        n_phases=work.n_phases,
+        native_spacing_mm=work.native_spacing_mm,
+        working_affine=work.affine,
+        seconds={"model": round(time.perf_counter() - t0, 3)},
+    )
 
 
 def predict_files(

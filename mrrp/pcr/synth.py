@@ -58,7 +58,7 @@ FAT, FGT_PRE, TUMOUR_PRE, MUSCLE_PRE, SKIN_PRE, OEDEMA_PRE, HEART_PRE, THORAX_PR
     0.3,
     0.4,
     0.05,
-)  # fmt: skip  (T1-weighted pre-contrast signal relative to fat)
+)  # (T1-weighted pre-contrast signal relative to fat)
 UNKNOWN_RATE = 0.04  # each clinical field unknown with this probability (subtype: twice as often)
 
 
@@ -80,6 +80,8 @@ class Site:
     orientation: str = "RAS"  # voxel order of NIfTI files written for this site
 
 
+# One scanner per row, so the columns line up with Site's fields.
+# fmt: off
 SITES: dict[str, Site] = {
     s.name: s
     for s in (
@@ -92,7 +94,8 @@ SITES: dict[str, Site] = {
         Site("site-d", "external", (1.8, 1.8, 3.2), (1.0, 3.5, 6.5), 0.040, 0.25, (-1.0, -0.5, 0.3), 0.90, 1500.0,
              1.20, (0.35, 0.28, 0.17, 0.20), orientation="LPS"),
     )
-}  # fmt: skip
+}
+# fmt: on
 DEFAULT_SITES = tuple(SITES)
 SITE_SHARES = {"site-a": 0.24, "site-b": 0.24, "site-c": 0.22, "site-d": 0.30}
 SPLIT_FRACTIONS = (("train", 0.68), ("val", 0.16), ("test", 0.16))  # within each training site
@@ -169,20 +172,38 @@ def draw_spec(rng: np.random.Generator, index: int, site: Site, split: str, seed
     bpe = float(np.clip((0.25 if not post else 0.1) + rng.normal(0, 0.05), 0.02, 0.45))
     fgt = float(np.clip((0.35 if not post else 0.2) + rng.normal(0, 0.08), 0.08, 0.55))
     clinical: ClinicalRecord = {
-        "age_years": round(age), "menopausal_status": "post" if post else "pre", "er_percent": er,
-        "pr_percent": pr, "her2_status": "positive" if her2_pos else "negative", "ki67_percent": ki67,
-        "histological_grade": grade, "t_stage": t_stage, "n_stage": f"N{n_idx}", "molecular_subtype": subtype,
-    }  # fmt: skip
+        "age_years": round(age),
+        "menopausal_status": "post" if post else "pre",
+        "er_percent": er,
+        "pr_percent": pr,
+        "her2_status": "positive" if her2_pos else "negative",
+        "ki67_percent": ki67,
+        "histological_grade": grade,
+        "t_stage": t_stage,
+        "n_stage": f"N{n_idx}",
+        "molecular_subtype": subtype,
+    }
     hidden = tuple(
-        f.name for f in PCR_CLINICAL_FIELDS
-        if rng.random() < UNKNOWN_RATE * (2 if f.name == "molecular_subtype" else 1)
-    )  # fmt: skip
+        f.name for f in PCR_CLINICAL_FIELDS if rng.random() < UNKNOWN_RATE * (2 if f.name == "molecular_subtype" else 1)
+    )
     spec = PatientSpec(
-        patient_id=f"{site.name[-1].upper()}{index:04d}", site=site.name, split=split, seed=seed, subtype=subtype,
-        clinical=clinical, resistance=r, diameter_mm=diameter, heterogeneity=heterogeneity, oedema=oedema,
-        wash_in=wash_in, washout_per_min=washout, bpe=bpe, fgt_fraction=fgt, hidden_fields=hidden,
+        patient_id=f"{site.name[-1].upper()}{index:04d}",
+        site=site.name,
+        split=split,
+        seed=seed,
+        subtype=subtype,
+        clinical=clinical,
+        resistance=r,
+        diameter_mm=diameter,
+        heterogeneity=heterogeneity,
+        oedema=oedema,
+        wash_in=wash_in,
+        washout_per_min=washout,
+        bpe=bpe,
+        fgt_fraction=fgt,
+        hidden_fields=hidden,
         file_format=FORMATS[index % len(FORMATS)],
-    )  # fmt: skip
+    )
     spec.pcr_probability = _sigmoid(pcr_logit(spec))
     spec.pcr = int(rng.random() < spec.pcr_probability)
     return spec
@@ -465,9 +486,15 @@ def write_patient(spec: PatientSpec, root: Path) -> dict[str, object]:
     _save_nifti(mask, mask_affine, folder / "mask.nii.gz", np.uint8)
     shown = {k: (None if k in spec.hidden_fields else v) for k, v in spec.clinical.items()}
     return {
-        "patient_id": spec.patient_id, "site": spec.site, "split": spec.split, "mri_path": mri,
-        "mask_path": str(rel / "mask.nii.gz"), **shown, "pcr": spec.pcr, "_extras": dict(spec.extras),
-    }  # fmt: skip
+        "patient_id": spec.patient_id,
+        "site": spec.site,
+        "split": spec.split,
+        "mri_path": mri,
+        "mask_path": str(rel / "mask.nii.gz"),
+        **shown,
+        "pcr": spec.pcr,
+        "_extras": dict(spec.extras),
+    }
 
 
 def _write_job(args: tuple[PatientSpec, str]) -> dict[str, object]:
@@ -533,21 +560,27 @@ def write_pcr_cohort(
         def summary_of(sel: pd.DataFrame) -> dict[str, object]:
             auc = _auc(sel["pcr_probability"].to_numpy(), sel["pcr"].to_numpy())
             return {
-                "n": len(sel), "pcr": int(sel["pcr"].sum()), "pcr_rate": round(float(sel["pcr"].mean()), 4),
+                "n": len(sel),
+                "pcr": int(sel["pcr"].sum()),
+                "pcr_rate": round(float(sel["pcr"].mean()), 4),
                 "oracle_auc": None if auc is None else round(auc, 4),
-            }  # fmt: skip
+            }
 
         summary = {
-            "n": len(specs), "seed": seed, "sites": {s: asdict(SITES[s]) for s in sites},
-            "fov_mm": FOV_MM, "pcr_rate": round(float(df["pcr"].mean()), 4),
+            "n": len(specs),
+            "seed": seed,
+            "sites": {s: asdict(SITES[s]) for s in sites},
+            "fov_mm": FOV_MM,
+            "pcr_rate": round(float(df["pcr"].mean()), 4),
             "pcr_model": "logit = -1.95 + subtype (luminal A -1.0, luminal B 0, HER2-enriched +1.6, triple-negative "
-                         "+1.3) + 0.9 HER2+ in luminal B + 0.5 (Ki-67 - 30)/20 - 0.35 (diameter - 28 mm)/12 mm "
-                         "- 1.6 resistance; resistance raises heterogeneity and oedema",
+            "+1.3) + 0.9 HER2+ in luminal B + 0.5 (Ki-67 - 30)/20 - 0.35 (diameter - 28 mm)/12 mm "
+            "- 1.6 resistance; resistance raises heterogeneity and oedema",
             "splits": {sp: summary_of(df[df["split"] == sp]) for sp in sorted(df["split"].unique())},
             "by_site": {st: summary_of(df[df["site"] == st]) for st in sorted(df["site"].unique())},
             "formats": {f: int((df["file_format"] == f).sum()) for f in FORMATS},
-            "workers": workers, "seconds": round(time.perf_counter() - t0, 1),
-        }  # fmt: skip
+            "workers": workers,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         (partial / "cohort.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

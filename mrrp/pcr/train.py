@@ -246,8 +246,12 @@ def train_stage1(net, data: PreparedCohort, tr: np.ndarray, va: np.ndarray, cfg:
 
 
 def _named(net, stage: str) -> dict:
-    names = {"stage1": ("stem", "global_block", "global_head"), "stage2": ("guided_block", "attention", "guided_head"),
-             "stage3": ("fusion",), "single": ("stem", "guided_block", "attention", "guided_head", "fusion")}[stage]  # fmt: skip
+    names = {
+        "stage1": ("stem", "global_block", "global_head"),
+        "stage2": ("guided_block", "attention", "guided_head"),
+        "stage3": ("fusion",),
+        "single": ("stem", "guided_block", "attention", "guided_head", "fusion"),
+    }[stage]
     return {n: getattr(net, n) for n in names}
 
 
@@ -412,9 +416,13 @@ def train_stage3(
         _fit_fusion(head, lg_tr[b], clin_tr[b], y_tr[b], pw, l2, cfg.fusion_max_iter)
         heads.append(head.state_dict())
     hist = StageHistory(
-        "stage3", len(cfg.fusion_l2_grid), best + 1, val_loss=curve, seconds=round(time.perf_counter() - t0, 1),
+        "stage3",
+        len(cfg.fusion_l2_grid),
+        best + 1,
+        val_loss=curve,
+        seconds=round(time.perf_counter() - t0, 1),
         note=f"ridge penalty {l2:g} chosen on validation AUC from {', '.join(f'{v:g}' for v in cfg.fusion_l2_grid)}",
-    )  # fmt: skip
+    )
     return hist, heads
 
 

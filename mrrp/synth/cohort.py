@@ -101,9 +101,15 @@ def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, f
         w_px = int(round(slide_size_mm[0] * 1000 / site.slide_mpp))
         h_px = int(round(slide_size_mm[1] * 1000 / site.slide_mpp))
         tissue = write_synthetic_slide(
-            folder / "slide.svs", w_px, h_px, seed=p.seed, mpp=site.slide_mpp, tissue_fraction=0.45,
-            workers=1, **_slide_tissue_params(p),
-        )  # fmt: skip
+            folder / "slide.svs",
+            w_px,
+            h_px,
+            seed=p.seed,
+            mpp=site.slide_mpp,
+            tissue_fraction=0.45,
+            workers=1,
+            **_slide_tissue_params(p),
+        )
         save_masks_png(tissue, root / "truth" / p.patient_id, MASK_DOWNSAMPLE * 0.25 / site.slide_mpp)
         row["slide_path"] = f"patients/{p.patient_id}/slide.svs"
 
@@ -119,9 +125,14 @@ def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, f
             if rng.random() < DICOM_FRACTION:
                 name = f"us_{k}.dcm"
                 save_dicom(
-                    img, folder / name, patient=identity, study_date=study_date,
-                    laterality=str(p.us_findings["laterality"]), manufacturer="SynthSonics " + site.name, seed=p.seed + k,
-                )  # fmt: skip
+                    img,
+                    folder / name,
+                    patient=identity,
+                    study_date=study_date,
+                    laterality=str(p.us_findings["laterality"]),
+                    manufacturer="SynthSonics " + site.name,
+                    seed=p.seed + k,
+                )
             else:
                 name = f"us_{k}.png"
                 save_png(img, folder / name)
@@ -131,9 +142,12 @@ def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, f
     if p.present["us_report"]:
         nodes = int(p.clinical["positive_lymph_nodes"])  # type: ignore[arg-type]
         text = ultrasound_report(
-            p.us_findings, seed=p.seed, style=site.report_style, age_years=float(p.clinical["age_years"]),  # type: ignore[arg-type]
+            p.us_findings,
+            seed=p.seed,
+            style=site.report_style,
+            age_years=float(p.clinical["age_years"]),  # type: ignore[arg-type]
             axillary_nodes_suspicious=nodes >= 4 or (nodes >= 1 and rng.random() < 0.3),
-        )  # fmt: skip
+        )
         (folder / "us_report.txt").write_text(text, encoding="utf-8")
         row["us_report_path"] = f"patients/{p.patient_id}/us_report.txt"
 

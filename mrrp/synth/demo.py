@@ -39,36 +39,60 @@ class DemoSpec:
 
 DEMO_PATIENTS: tuple[DemoSpec, ...] = (
     DemoSpec(
-        "DEMO-01", "Clearly low risk: small, low-grade, immune-rich tumour; all data",
-        {"proliferation": -1.6, "invasiveness": -1.3, "immune": 1.6, "burden": -1.2}, 63, ALL, 101,
+        "DEMO-01",
+        "Clearly low risk: small, low-grade, immune-rich tumour; all data",
+        {"proliferation": -1.6, "invasiveness": -1.3, "immune": 1.6, "burden": -1.2},
+        63,
+        ALL,
+        101,
     ),
     DemoSpec(
-        "DEMO-02", "Clearly high risk: large, proliferative, invasive tumour; all data",
-        {"proliferation": 2.0, "invasiveness": 1.8, "immune": -1.5, "burden": 1.7}, 38, ALL, 102,
+        "DEMO-02",
+        "Clearly high risk: large, proliferative, invasive tumour; all data",
+        {"proliferation": 2.0, "invasiveness": 1.8, "immune": -1.5, "burden": 1.7},
+        38,
+        ALL,
+        102,
     ),
     DemoSpec(
-        "DEMO-03", "Intermediate risk; all data",
-        {"proliferation": 0.2, "invasiveness": 0.0, "immune": 0.0, "burden": 0.1}, 55, ALL, 103,
+        "DEMO-03",
+        "Intermediate risk; all data",
+        {"proliferation": 0.2, "invasiveness": 0.0, "immune": 0.0, "burden": 0.1},
+        55,
+        ALL,
+        103,
     ),
     DemoSpec(
-        "DEMO-04", "High risk, no slide (pathology compensated)",
-        {"proliferation": 1.3, "invasiveness": 1.2, "immune": -0.8, "burden": 1.0}, 47,
-        {**ALL, "slide": False}, 104,
+        "DEMO-04",
+        "High risk, no slide (pathology compensated)",
+        {"proliferation": 1.3, "invasiveness": 1.2, "immune": -0.8, "burden": 1.0},
+        47,
+        {**ALL, "slide": False},
+        104,
     ),
     DemoSpec(
-        "DEMO-05", "Low-intermediate risk, no ultrasound and no reports (slide and record only)",
-        {"proliferation": -0.5, "invasiveness": -0.4, "immune": 0.5, "burden": -0.3}, 58,
-        {**ALL, "ultrasound": False, "us_report": False, "path_report": False}, 105,
+        "DEMO-05",
+        "Low-intermediate risk, no ultrasound and no reports (slide and record only)",
+        {"proliferation": -0.5, "invasiveness": -0.4, "immune": 0.5, "burden": -0.3},
+        58,
+        {**ALL, "ultrasound": False, "us_report": False, "path_report": False},
+        105,
     ),
-)  # fmt: skip
+)
 
 
 def demo_patient(spec: DemoSpec) -> SyntheticPatient:
     rng = np.random.default_rng(spec.seed)
     return draw_patient(
-        rng, 0, SITES["internal"], "predict", latent=spec.latent, present=spec.present,
-        age_years=spec.age_years, patient_id=spec.patient_id,
-    )  # fmt: skip
+        rng,
+        0,
+        SITES["internal"],
+        "predict",
+        latent=spec.latent,
+        present=spec.present,
+        age_years=spec.age_years,
+        patient_id=spec.patient_id,
+    )
 
 
 def ensure_demo_cohort(cache_dir: str | os.PathLike[str]) -> Path:

@@ -25,11 +25,16 @@ from mrrp.features.case import CaseFeatures
 
 PERFECT_READER_COLUMNS = {
     "slide": [
-        "slide_nuclear_density", "slide_nuclear_size", "slide_pleomorphism", "slide_mitotic_rate",
-        "slide_lymphocyte_density", "slide_necrosis_fraction", "slide_tumour_fraction",
+        "slide_nuclear_density",
+        "slide_nuclear_size",
+        "slide_pleomorphism",
+        "slide_mitotic_rate",
+        "slide_lymphocyte_density",
+        "slide_necrosis_fraction",
+        "slide_tumour_fraction",
     ],
     "ultrasound": ["us_size_mm", "us_irregularity", "us_spiculation", "us_shadowing", "us_aspect_ratio"],
-}  # fmt: skip
+}
 PROBE_COMPONENTS = 16
 RIDGE_ALPHA = 1.0
 

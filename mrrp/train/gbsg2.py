@@ -366,7 +366,7 @@ def _run(folds: int, seed: int, max_epochs: int, log: Log | None, train_cfg: Tra
                 "histological_type",
                 "chemotherapy",
                 "radiotherapy",
-            ],  # fmt: skip
+            ],
             "seconds": round(_time.perf_counter() - t0, 1),
         },
     }
@@ -382,9 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args(argv)
     result = run_gbsg2_check(
-        folds=args.folds, seed=args.seed, max_epochs=args.max_epochs, log=print, n_boot=args.bootstrap,
+        folds=args.folds,
+        seed=args.seed,
+        max_epochs=args.max_epochs,
+        log=print,
+        n_boot=args.bootstrap,
         threads=args.threads,
-    )  # fmt: skip
+    )
     text = json.dumps(result, indent=2)
     if args.out:
         with open(args.out, "w") as fh:

@@ -142,10 +142,18 @@ def train_bundle(
     }
     card = model_card(name, summary, config)
     write_bundle(
-        out, models=fit["models"], config=config, baselines=fit["baselines"], ensemble_baseline=fit["ensemble_baseline"],
-        member_offsets=list(fit["offsets"]), cutoffs=fit["cutoffs"], reference_risk=fit["reference_risk"],
-        training_summary=summary, model_card=card, reference_km=fit["reference_km"],
-    )  # fmt: skip
+        out,
+        models=fit["models"],
+        config=config,
+        baselines=fit["baselines"],
+        ensemble_baseline=fit["ensemble_baseline"],
+        member_offsets=list(fit["offsets"]),
+        cutoffs=fit["cutoffs"],
+        reference_risk=fit["reference_risk"],
+        training_summary=summary,
+        model_card=card,
+        reference_km=fit["reference_km"],
+    )
     return summary
 
 

@@ -276,9 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     from mrrp.train.trainer import TrainConfig
 
     summary = train_bundle(
-        cohort / "manifest.csv", args.out, name="mrrp-demo", train_cfg=TrainConfig(seed=args.seed),
+        cohort / "manifest.csv",
+        args.out,
+        name="mrrp-demo",
+        train_cfg=TrainConfig(seed=args.seed),
         log=lambda m: print(m, file=sys.stderr),
-    )  # fmt: skip
+    )
     evaluation = evaluate_bundle(args.out, cohort / "manifest.csv", n_boot=args.bootstrap)
     oracle = oracle_by_split(cohort)
     bundle = load_bundle(args.out)

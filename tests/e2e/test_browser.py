@@ -28,9 +28,15 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 ARTEFACTS = Path(os.environ.get("MRRP_TEST_ARTEFACTS", str(REPO / "test-artefacts")))
@@ -54,13 +60,19 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     )
     port = _free_port()
     env = {
-        **os.environ, "MRRP_CACHE_DIR": str(tmp / "cache"), "MRRP_SLIDE_DIR": str(slides),
-        "MRRP_HISTORY_DB": str(tmp / "history.sqlite"), "MRRP_MODELS_DIR": str(tmp / "models"),
-    }  # fmt: skip
+        **os.environ,
+        "MRRP_CACHE_DIR": str(tmp / "cache"),
+        "MRRP_SLIDE_DIR": str(slides),
+        "MRRP_HISTORY_DB": str(tmp / "history.sqlite"),
+        "MRRP_MODELS_DIR": str(tmp / "models"),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
