@@ -8,7 +8,7 @@ PORT   ?= 8501
 
 .PHONY: run test test-fast bench lint format setup clean-cache model model-selection
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml setup.py
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
@@ -20,8 +20,8 @@ run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff format --check mrrp tests benchmarks app.py pages
-	$(VENV)/bin/ruff check mrrp tests benchmarks app.py pages
+	$(VENV)/bin/ruff format --check mrrp tests benchmarks tools setup.py app.py pages
+	$(VENV)/bin/ruff check mrrp tests benchmarks tools setup.py app.py pages
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -37,11 +37,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_pcr.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff format --check mrrp tests benchmarks app.py pages
-	$(VENV)/bin/ruff check mrrp tests benchmarks app.py pages
+	$(VENV)/bin/ruff format --check mrrp tests benchmarks tools setup.py app.py pages
+	$(VENV)/bin/ruff check mrrp tests benchmarks tools setup.py app.py pages
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format mrrp tests benchmarks app.py pages
+	$(VENV)/bin/ruff format mrrp tests benchmarks tools setup.py app.py pages
 
 clean-cache:
 	rm -rf $${MRRP_CACHE_DIR:-$$HOME/.cache/mrrp}
@@ -55,7 +55,7 @@ model: $(STAMP)
 	$(PY) -m mrrp.train.ablations --manifest $(COHORT)/manifest.csv --out docs/ablations.json
 	$(PY) -m mrrp.train.gbsg2 --out docs/gbsg2.json
 	$(PY) -m mrrp.train.report --merge docs/ablations.json docs/gbsg2.json
-	$(PY) -m mrrp.explain.faithfulness --model assets/models/mrrp-demo --cohort $(COHORT) --out docs/explanations.json
+	$(PY) -m mrrp.evaluate.faithfulness --model assets/models/mrrp-demo --cohort $(COHORT) --out docs/explanations.json
 	$(PY) -m mrrp.pcr.build --out assets/models/pcr-demo --report docs/pcr_report
 
 # How the bundled model's settings were chosen (out-of-fold C on the training split; ~20 min)

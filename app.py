@@ -15,9 +15,10 @@ from mrrp.dashboard.models import (
 )
 from mrrp.dashboard.shell import mark_shell
 from mrrp.errors import InputError
+from mrrp.resources import LOGO, bundled_path
 from mrrp.ui import NOTICE
 
-st.set_page_config(page_title="mrrp", page_icon="assets/logo.svg", layout="wide")
+st.set_page_config(page_title="mrrp", page_icon=str(bundled_path(LOGO)), layout="wide")
 mark_shell()  # pages check it (mrrp.dashboard.shell.require_shell): deep links never skip this sidebar
 
 PAGES = [
@@ -28,12 +29,14 @@ PAGES = [
     ("pages/model_card.py", "Model card", ":material/description:"),
     ("pages/pcr.py", "pCR from MRI", ":material/radiology:"),
 ]
-# A page file that is not installed (a trimmed deployment) is left out of the menu rather than
-# stopping the whole app; the patient review is always there.
+# Page paths are relative to this file (as st.Page and st.switch_page read them), not to the working
+# directory: an installed copy runs from mrrp/_bundled/. A page file that is not installed (a trimmed
+# deployment) is left out of the menu rather than stopping the whole app; the patient review is always there.
+APP_DIR = Path(__file__).resolve().parent
 pages = [
     st.Page(path, title=title, icon=icon, default=(i == 0))
     for i, (path, title, icon) in enumerate(PAGES)
-    if i == 0 or Path(path).is_file()
+    if i == 0 or (APP_DIR / path).is_file()
 ]
 
 with st.sidebar:

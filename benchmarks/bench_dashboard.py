@@ -138,7 +138,8 @@ def full_review(bundle, inputs, cache_dir: Path, progress=None) -> dict[str, flo
     """What one click on the patient review page computes and draws; returns seconds per stage."""
     from mrrp.dashboard import charts
     from mrrp.dashboard.intake import build_case
-    from mrrp.dashboard.review import heatmap_overlay, review_case, slide_thumbnail, top_tiles, what_if_rows
+    from mrrp.dashboard.review import heatmap_overlay, review_case, top_tiles, what_if_rows
+    from mrrp.dashboard.slideanalysis import slide_thumbnail
 
     t: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -149,11 +150,11 @@ def full_review(bundle, inputs, cache_dir: Path, progress=None) -> dict[str, flo
     t["predict_explain"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     what_if_rows(bundle, intake.case, review.prediction)
-    pred = review.pred
+    pred = review.prediction
     figs = [
         charts.risk_position_figure(bundle.reference_risk, bundle.cutoffs.low_upper, bundle.cutoffs.high_lower, pred),
         charts.survival_figure(pred, review.reference),
-        charts.icon_array_figure(pred["recurrence"]["60"]),
+        charts.icon_array_figure(pred.at().probability),
         charts.contributions_figure(review.explanation),
         charts.clinical_figure(review.explanation.clinical, intake.clinical_record),
     ]
@@ -275,7 +276,7 @@ def append_markdown(result: dict) -> None:
         "",
         f"Appended by `benchmarks/bench_dashboard.py` on {result['date']} ({result['machine']}; torch "
         f"{result['torch_threads']} threads by default, {result['encoder_threads']} for the dashboard's encoding "
-        f"(mrrp.dashboard.intake.encoder_threads); 1-minute load average {result['load_average_1min_at_start']:.1f} at "
+        f"(mrrp._threads.encoder_threads); 1-minute load average {result['load_average_1min_at_start']:.1f} at "
         f"the start and {result['load_average_1min_at_end']:.1f} at the end, from other work on the machine). "
         f"Median of {result['repeats']} runs where repeated.",
         "",
@@ -315,7 +316,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from mrrp.dashboard.intake import encoder_threads
+    from mrrp._threads import encoder_threads
 
     cache = Path(tempfile.mkdtemp(prefix="mrrp-bench-dash-"))
     env = {**os.environ, "MRRP_CACHE_DIR": str(cache), "MRRP_HISTORY_DB": str(cache / "history.sqlite")}

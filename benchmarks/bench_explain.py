@@ -87,8 +87,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import mrrp.explain.explain as ex
+    from mrrp.case import case_features
     from mrrp.explain.render import read_us_images
-    from mrrp.features.case import case_features
     from mrrp.io.manifest import read_manifest
     from mrrp.model.bundle import load_bundle
 

@@ -63,7 +63,7 @@ def main() -> None:
             )
         ensemble_summary(lr, bundle.baselines, horizons=(36, 60, 84), time_grid_months=np.arange(0, 121, 1.0))
         naive.append(time.perf_counter() - t)
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
     from mrrp.train.trainer import _cross_validate
 
     tm = np.array([r.time_months for r in train])

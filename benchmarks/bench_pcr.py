@@ -89,7 +89,7 @@ def main() -> None:
             before = torch.get_num_threads()
             torch.set_num_threads(os.cpu_count() or 1)
             try:
-                from mrrp.features.encoders import torch_threads
+                from mrrp._threads import torch_threads
 
                 with torch_threads(os.cpu_count() or 1):
                     return predict_working(bundle, work, clinical, batched=False)

@@ -12,12 +12,22 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mrrp import __version__
 from mrrp.errors import InputError
+from mrrp.resources import bundled_model_dir
+
+if TYPE_CHECKING:
+    from mrrp.case import AssembledCase, Case
+    from mrrp.io.manifest import ManifestRow
 
 EXIT_INPUT = 2
 EXIT_FAILURE = 1
+STRICT_HELP = (
+    "refuse a patient with any unusable input (default: leave that input out, report it and compensate, "
+    "as the dashboard does)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -193,46 +203,65 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_lines(case: Case) -> list[str]:
+    """Indented lines for every input that was given but left out (wholly or some of its files)."""
+    lines = []
+    for status in case.statuses.values():
+        if status.state == "invalid":
+            lines.append(f"  {status.label}: {status.text}")
+        lines += [f"  {status.label}: {note}" for note in status.notes]
+    return lines
+
+
+def _assemble_rows(rows: list[ManifestRow], args: argparse.Namespace) -> list[AssembledCase]:
+    """Every row through the one route (:mod:`mrrp.case`), as the dashboard assembles a patient;
+    ``--strict`` refuses the first patient with an unusable input instead."""
+    from mrrp.case import Case, assemble
+
+    return [assemble(Case.from_manifest_row(r), cache_dir=args.cache_dir, strict=args.strict) for r in rows]
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from mrrp.io.manifest import read_manifest
     from mrrp.model.bundle import load_bundle
     from mrrp.model.predict import predict_cases
-    from mrrp.train.pipeline import load_cases
+    from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS
 
-    bundle = load_bundle(args.model)
+    bundle = load_bundle(args.model or bundled_model_dir("mrrp-demo"))
     rows = read_manifest(args.manifest, require_outcomes=False)
     if args.patient:
         rows = [r for r in rows if r.patient_id in set(args.patient)]
         if not rows:
             raise InputError(f"None of {', '.join(args.patient)} is in the manifest.")
-    preds = predict_cases(bundle, load_cases(rows, args.cache_dir))
+    assembled = _assemble_rows(rows, args)
+    preds = predict_cases(bundle, [a.features for a in assembled])
     notice = bundle.model_card.get("notice", "")
     if args.json:
-        _print_json({"notice": notice, "predictions": [p.to_dict() for p in preds]})
+        out = [{**p.to_dict(), "inputs": a.case.statuses_dict()} for p, a in zip(preds, assembled, strict=True)]
+        _print_json({"notice": notice, "predictions": out})
     else:
         print(notice)
-        for p in preds:
-            lo, hi = p.recurrence_interval["60"]
+        for p, a in zip(preds, assembled, strict=True):
+            h = p.at(HEADLINE_HORIZON_MONTHS)
             gaps = f"; compensated: {', '.join(p.compensated)}" if p.compensated else ""
             print(
-                f"{p.patient_id}: {p.risk_group} risk (percentile {p.percentile:.0f}), 5-year recurrence "
-                f"{100 * p.recurrence['60']:.0f}% ({100 * lo:.0f}–{100 * hi:.0f}%){gaps}"
+                f"{p.patient_id}: {p.risk_group} risk (percentile {p.percentile:.0f}), {h.years}-year recurrence "
+                f"{100 * h.probability:.0f}% ({100 * h.lower:.0f}–{100 * h.upper:.0f}%){gaps}"
             )
+            for line in _input_lines(a.case):
+                print(line)
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from mrrp.dashboard.models import BUNDLED_MODEL_DIR
     from mrrp.explain.explain import explain_case
     from mrrp.explain.render import (
         find_patient,
         heatmap_figure_png,
-        read_us_images,
         slide_heatmap,
         summary_lines,
         write_png,
     )
-    from mrrp.features.case import case_features
     from mrrp.model.bundle import load_bundle
     from mrrp.ui import NOTICE
 
@@ -242,25 +271,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InputError(f"The heatmap '{Path(args.heatmap).name}' must end in .png.")
     if args.heatmap and not Path(args.heatmap).parent.exists():
         raise InputError(f"The output folder '{Path(args.heatmap).parent}' does not exist.")
-    bundle = load_bundle(args.model or BUNDLED_MODEL_DIR)
-    row = find_patient(args.manifest, args.case)
-    try:
-        case = case_features(row, cache_dir=args.cache_dir)
-    except InputError as exc:
-        raise InputError(f"Patient {row.patient_id}: {exc}") from exc
-    images = read_us_images(row) if args.ultrasound_overlay else None
-    explanation = explain_case(bundle, case, us_images=images, ig_steps=args.ig_steps)
-    if args.heatmap:
-        if row.slide_path is None:
-            raise InputError(f"Patient {row.patient_id} has no slide, so there is no slide heatmap.")
-        result, _ = slide_heatmap(row.slide_path, explanation, args.scores, slide_mpp=row.slide_mpp)
-        title = f"{row.patient_id}: {'Integrated Gradients' if args.scores == 'ig' else 'attention'} per tile"
+    bundle = load_bundle(args.model or bundled_model_dir("mrrp-demo"))
+    (assembled,) = _assemble_rows([find_patient(args.manifest, args.case)], args)
+    case = assembled.case
+    if args.heatmap and case.slide is None:
+        status = case.statuses["slide"]
+        why = f"has no usable slide ({status.reason})" if status.state == "invalid" else "has no slide"
+        raise InputError(f"Patient {case.patient_id} {why}, so there is no slide heatmap.")
+    # Grad-CAM draws on the images the tokens were computed from, decoded once when the Case was built.
+    images = case.us_arrays if args.ultrasound_overlay else None
+    explanation = explain_case(bundle, assembled.features, us_images=images, ig_steps=args.ig_steps)
+    if args.heatmap and case.slide is not None:
+        result, _ = slide_heatmap(case.slide.path, explanation, args.scores, slide_mpp=case.slide.mpp)
+        title = f"{case.patient_id}: {'Integrated Gradients' if args.scores == 'ig' else 'attention'} per tile"
         write_png(args.heatmap, heatmap_figure_png(result, title))
     if args.json:
-        _print_json({"notice": NOTICE, "explanation": explanation.to_dict()})
+        _print_json({"notice": NOTICE, "explanation": explanation.to_dict(), "inputs": case.statuses_dict()})
     else:
         print(NOTICE)
-        print("\n".join(summary_lines(explanation)))
+        print("\n".join(summary_lines(explanation) + _input_lines(case)))
         if args.heatmap:
             print(f"slide heatmap -> {args.heatmap}")
     return 0
@@ -362,6 +391,12 @@ def cmd_pcr_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mrrp.dashboard.launch import run_dashboard
+
+    return run_dashboard(address=args.address, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
@@ -424,10 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="risk, group, survival curve and 3/5/7-year recurrence for manifest patients")
-    r.add_argument("--model", required=True)
+    r.add_argument("--model", default=None, help="model bundle folder (default: the bundled mrrp-demo)")
     r.add_argument("--manifest", required=True, help="manifest CSV (outcome columns not needed)")
     r.add_argument("--patient", action="append", help="only this patient id (repeatable)")
     r.add_argument("--cache-dir", default=None)
+    r.add_argument("--strict", action="store_true", help=STRICT_HELP)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_predict)
 
@@ -440,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--ultrasound-overlay", action="store_true", help="also compute Grad-CAM on the ultrasound images")
     x.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients steps (default 32)")
     x.add_argument("--cache-dir", default=None)
+    x.add_argument("--strict", action="store_true", help=STRICT_HELP)
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_explain)
 
@@ -476,6 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--attention-nifti", default=None, help="also write the attention map (working grid) to .nii.gz")
     pp.add_argument("--json", action="store_true")
     pp.set_defaults(func=cmd_pcr_predict)
+
+    d = sub.add_parser("dashboard", help="serve the clinician dashboard (streamlit run, with the project's settings)")
+    d.add_argument("--address", default=None, help="interface to listen on (default 127.0.0.1: this machine only)")
+    d.add_argument("--port", type=int, default=None, help="port (default 8501)")
+    d.set_defaults(func=cmd_dashboard)
     return p
 
 
@@ -496,9 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except Exception as exc:  # an unexpected failure: one line, details only on request
         sys.stderr.write(f"mrrp: unexpected error ({type(exc).__name__}: {exc}). Set MRRP_DEBUG=1 for details.\n")
-        import os
+        from mrrp.settings import load_settings
 
-        if os.environ.get("MRRP_DEBUG"):
+        if load_settings().debug:
             raise
         return EXIT_FAILURE
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from mrrp.config import load_settings
 from mrrp.dashboard.batch import save_uploaded_manifest, score_manifest, summary_counts
 from mrrp.dashboard.models import active_model, is_bundled, model_version
 from mrrp.dashboard.performance import (
@@ -25,6 +24,7 @@ from mrrp.dashboard.performance import (
 )
 from mrrp.dashboard.shell import require_shell
 from mrrp.errors import InputError
+from mrrp.settings import load_settings
 from mrrp.ui import NOTICE, UNEXPECTED
 
 settings = load_settings()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mrrp.config import load_settings
 from mrrp.dashboard.modelcard import model_card_markdown, model_card_view
 from mrrp.dashboard.models import active_model, is_bundled
 from mrrp.dashboard.performance import find_evaluation
 from mrrp.dashboard.shell import require_shell
 from mrrp.errors import InputError
+from mrrp.settings import load_settings
 from mrrp.ui import NOTICE
 
 settings = load_settings()

@@ -3,34 +3,47 @@ every computation is in mrrp.dashboard (intake, review, charts, export, history)
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
-from mrrp.config import load_settings
 from mrrp.dashboard import charts
-from mrrp.dashboard.export import pdf_report, png_bytes, prediction_json
+from mrrp.dashboard.export import png_bytes, prediction_json
 from mrrp.dashboard.history import CaseHistory, HistoryError
-from mrrp.dashboard.intake import INPUTS, MODALITY_LABELS, CaseInputs, build_case, demo_inputs, demo_titles
+from mrrp.dashboard.intake import INPUTS, CaseInputs, build_case, demo_inputs, demo_titles
 from mrrp.dashboard.models import active_model, active_model_path, is_bundled, load_encoders, model_version
 from mrrp.dashboard.reference import group_description
 from mrrp.dashboard.review import (
     TILE_SCORE_KINDS,
+    Review,
+    ReviewSlide,
+    drawn_heatmap,
+    export_stem,
     find_slide,
     heatmap_overlay,
+    model_label,
+    model_mismatch,
+    nothing_usable,
     review_case,
     review_from_record,
-    slide_thumbnail,
+    review_pdf,
+    review_slide,
+    slide_search_folders,
     top_tiles,
     what_if_rows,
     what_if_summary,
 )
 from mrrp.dashboard.shell import require_shell
+from mrrp.dashboard.slideanalysis import slide_thumbnail
+from mrrp.dashboard.uploads import SavedSlide, review_inputs, save_slide_upload
 from mrrp.errors import InputError
 from mrrp.explain.heatmap import colorbar_image
+from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides
 from mrrp.schema import CLINICAL_FIELDS
+from mrrp.settings import load_settings
 from mrrp.ui import NOTICE, UNEXPECTED
-from mrrp.viewer import SLIDE_EXTENSIONS, UploadedFileData, list_local_slides, save_uploads
+from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_INPUTS, RISK_GROUP_STREAMLIT_COLOURS
 
 require_shell()
 settings = load_settings()
@@ -77,13 +90,10 @@ def run_review(inputs: CaseInputs, title: str) -> None:
                 upload_dir=settings.upload_dir,
                 progress=lambda f, t: bar.progress(0.75 * f, text=t),
             )
-            if not intake.case.present.any():
+            unusable = nothing_usable(intake)
+            if unusable is not None:
                 status.update(label="Nothing to analyse", state="error")
-                problems = [f"{s.label} — {s.text}" for s in intake.statuses.values() if s.state == "invalid"]
-                st.error(
-                    "None of the inputs could be used: give at least one of the slide, ultrasound, a report "
-                    "or the clinical record." + ("\n\n" + "\n\n".join(problems) if problems else "")
-                )
+                st.error(unusable)
                 return
             review = review_case(bundle, intake, progress=lambda f, t: bar.progress(0.75 + 0.25 * f, text=t))
         except InputError as exc:
@@ -138,8 +148,7 @@ if open_id:
 # --- inputs ------------------------------------------------------------------------------------
 with st.expander("Enter a patient's data", expanded="review" not in state):
     tabs = st.tabs(["H&E slide", "Ultrasound images", "Ultrasound report", "Pathology report", "Clinical record"])
-    slide_path: Path | None = None
-    slide_error: str | None = None
+    slide: SavedSlide | Path | None = None
     with tabs[0]:
         source = st.radio(
             "Slide source", ["Upload a file", "Local slide folder"], horizontal=True, key="rv_slide_source"
@@ -148,26 +157,18 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
             limit_mb = int(st.get_option("server.maxUploadSize"))
             uploads = st.file_uploader(
                 "Slide file (or all files of a DICOM/MIRAX slide)",
-                type=[e.lstrip(".") for e in SLIDE_EXTENSIONS] + ["dat", "ini", "xml"],
+                type=list(SLIDE_UPLOAD_TYPES),
                 accept_multiple_files=True,
                 key="rv_slide_upload",
                 help=f"Up to {limit_mb:,} MB; larger slides go in the local slide folder ({settings.slide_dir}).",
             )
-            if uploads:
-                try:
-                    slide_path = save_uploads(
-                        [UploadedFileData(u.name, u.getvalue()) for u in uploads], settings.upload_dir
-                    )
-                except InputError as exc:
-                    slide_error = str(exc)
-                except OSError:
-                    slide_error = "The slide could not be saved on this computer (disk full or not writable)."
+            slide = save_slide_upload(uploads, settings.upload_dir)
         else:
             local = list_local_slides(settings.slide_dir)
             if not local:
                 st.info(f"No slides in the local slide folder `{settings.slide_dir}` (set MRRP_SLIDE_DIR).")
             else:
-                slide_path = st.selectbox(
+                slide = st.selectbox(
                     "Slide",
                     [None, *local],
                     key="rv_slide_pick",
@@ -227,44 +228,33 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
                 choice = col.selectbox(f.label, ["unknown", *f.categories], key=f"rv_clin_{f.name}")
                 form[f.name] = None if choice == "unknown" else choice
     if st.button("Analyse", type="primary", key="rv_analyse"):
-        inputs = CaseInputs(
-            slide_path=slide_path,
+        inputs = review_inputs(
+            slide=slide,
             slide_mpp=slide_mpp,
-            slide_error=slide_error,
-            us_images=[UploadedFileData(u.name, u.getvalue()) for u in us_files or []],
-            us_report=UploadedFileData(us_report_file.name, us_report_file.getvalue())
-            if us_report_file is not None
-            else (us_report_text or None),
-            path_report=UploadedFileData(path_report_file.name, path_report_file.getvalue())
-            if path_report_file is not None
-            else (path_report_text or None),
+            us_images=us_files,
+            us_report_file=us_report_file,
+            us_report_text=us_report_text,
+            path_report_file=path_report_file,
+            path_report_text=path_report_text,
             clinical_form=form,
-            clinical_file=UploadedFileData(clinical_file.name, clinical_file.getvalue())
-            if clinical_file is not None
-            else None,
+            clinical_file=clinical_file,
         )
         run_review(inputs, "Entered patient")
 
 review = state.get("review")
-if review is not None and review.pred["model_version"] != model_version(bundle):
-    if review.intake is not None:  # a live result of the previously chosen model: recompute, never mix models
-        st.info(
-            f"The result shown before was computed with {review.pred['model_version']}; analyse the patient "
-            f"again to use {model_version(bundle)}."
-        )
-        state.pop("review")
-        review = None
-    else:
-        st.warning(
-            f"This case was computed with model {review.pred['model_version']}; the active model is "
-            f"{model_version(bundle)}. The risk-group chart shows the active model's cut-offs."
-        )
+mismatch = model_mismatch(review, model_version(bundle)) if review is not None else None
+if mismatch is not None and mismatch.keep:
+    st.warning(mismatch.message)
+elif mismatch is not None:  # a live result of the previously chosen model: recompute, never mix models
+    st.info(mismatch.message)
+    state.pop("review")
+    review = None
 if review is None:
     st.info("Pick a demo patient, or enter a patient's data and press Analyse.")
     st.stop()
 
 # --- results -------------------------------------------------------------------------------------
-pred = review.pred
+pred = review.prediction
 st.divider()
 st.header(state.get("review_title", "Result"))
 if state.get("history_error"):
@@ -286,7 +276,7 @@ for key, label, _ in INPUTS:
         st.warning(f"{label}: {note}")
 
 if review.compensated:
-    named = ", ".join(MODALITY_LABELS[m] for m in review.compensated)
+    named = ", ".join(MODALITY_INPUTS[m] for m in review.compensated)
     st.warning(
         f"**Compensated:** {named}. The model filled in for what is missing with its learned compensation. "
         f"{review.pattern.sentence()}",
@@ -295,25 +285,24 @@ if review.compensated:
 else:
     st.info(f"Every input was available. {review.pattern.sentence()}", icon=":material/verified:")
 
-group = pred["risk_group"]
-lo, hi = pred["log_risk_interval"]
+group = pred.risk_group
+lo, hi = pred.log_risk_interval
 c1, c2, c3, c4 = st.columns([1.3, 1, 1, 1])
 with c1:
-    colour = {"low": "green", "intermediate": "orange", "high": "red"}[group]
+    colour = RISK_GROUP_STREAMLIT_COLOURS[group]
     st.markdown(f"### :{colour}[{group.capitalize()} risk]")
     st.caption(
-        f"Higher than {charts.percent_text(pred['percentile'])} of the reference cohort · "
-        f"log-risk {pred['log_risk']:+.2f} "
+        f"Higher than {charts.percent_text(pred.percentile)} of the reference cohort · "
+        f"log-risk {pred.log_risk:+.2f} "
         f"(95% {lo:+.2f} to {hi:+.2f})"
     )
-for col, (h, years) in zip((c2, c3, c4), charts.HORIZON_YEARS.items(), strict=True):
-    a, b = pred["recurrence_interval"][h]
+for col, h in zip((c2, c3, c4), pred.horizons, strict=True):
     col.metric(
-        f"{years}-year recurrence",
-        f"{100 * pred['recurrence'][h]:.1f}%",
+        f"{h.years}-year recurrence",
+        f"{100 * h.probability:.1f}%",
         help="Probability of recurrence by then, with the ensemble's 95% interval",
     )
-    col.caption(f"95% interval {100 * a:.1f}–{100 * b:.1f}%")
+    col.caption(f"95% interval {100 * h.lower:.1f}–{100 * h.upper:.1f}%")
 st.plotly_chart(
     charts.risk_position_figure(bundle.reference_risk, bundle.cutoffs.low_upper, bundle.cutoffs.high_lower, pred),
     key="risk_position",
@@ -339,7 +328,7 @@ with tab_surv:
         st.caption(f"Shaded: 95% band of the patient's curve. Behind it: {review.reference.description}")
         st.table(charts.recurrence_rows(pred))
     with right:
-        st.plotly_chart(charts.icon_array_figure(pred["recurrence"]["60"]), key="icons")
+        st.plotly_chart(charts.icon_array_figure(pred.at(HEADLINE_HORIZON_MONTHS).probability), key="icons")
 
 with tab_contrib:
     e = review.explanation
@@ -357,12 +346,12 @@ with tab_contrib:
     @st.fragment
     def what_if_panel() -> None:
         st.markdown("**What if an input were missing?**")
-        present = [m for m in MODALITY_LABELS if review.explanation.present.get(m)]
+        present = [m for m in MODALITY_INPUTS if review.explanation.present.get(m)]
         toggles = st.columns(max(len(present), 1))
         drop = [
             m
             for col, m in zip(toggles, present, strict=False)
-            if col.toggle(f"Leave out {MODALITY_LABELS[m]}", key=f"whatif_{m}")
+            if col.toggle(f"Leave out {MODALITY_INPUTS[m]}", key=f"whatif_{m}")
         ]
         if not drop:
             if review.intake is not None:
@@ -374,7 +363,7 @@ with tab_contrib:
         if not w["available"]:
             st.info(w["reason"])
             return
-        delta = 100 * (w["recurrence_60"] - pred["recurrence"]["60"])
+        delta = 100 * (w["recurrence_60"] - pred.at(HEADLINE_HORIZON_MONTHS).probability)
         a, b = st.columns(2)
         a.metric(
             "Risk group", w["risk_group"], delta=None if w["risk_group"] == group else f"was {group}", delta_color="off"
@@ -385,50 +374,37 @@ with tab_contrib:
 
     what_if_panel()
 
-with tab_slide:
+
+@st.fragment
+def heatmap_panel(review: Review, slide: ReviewSlide) -> None:
+    """Tile scores over the slide and the top tiles at full resolution; reruns on its own."""
     e = review.explanation
-    slide_view = review.intake.slide if review.intake is not None else None
-    slide_file = slide_view.path if slide_view is not None else None
-    slide_mpp_used = slide_view.mpp if slide_view is not None else None
-    if e.tiles is None:
+    a, b = st.columns(2)
+    kind_label = a.selectbox("Tile score", list(TILE_SCORE_KINDS), key="hm_kind")
+    alpha = b.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="hm_alpha")
+    kind = TILE_SCORE_KINDS[kind_label]
+    thumb = cached_thumbnail(str(slide.path), slide.mpp, slide.path.stat().st_mtime)
+    result = heatmap_overlay(thumb, e, kind, alpha, slide.tissue_mask, slide.mask_downsample)
+    state["heatmap_png"] = (review.token, png_bytes(result.overlay))
+    left, right = st.columns([3, 2])
+    left.image(result.overlay, caption=f"{result.label}; {len(e.tiles.attention):,} tiles", width="stretch")
+    left.image(colorbar_image(result.cmap, result.vmin, result.vmax, result.label), width=420)
+    right.markdown("**Top tiles**" + (" (pushed the risk up most)" if kind == "ig" else " (most attention)"))
+    tiles = top_tiles(slide.path, slide.mpp, e, kind, k=6)
+    grid = right.columns(3)
+    for i, t in enumerate(tiles):
+        grid[i % 3].image(t.image, caption=f"#{t.rank}: {t.score:+.3g}", width="stretch")
+
+
+with tab_slide:
+    folders = slide_search_folders(settings.cache_dir, settings.slide_dir)
+    shown_slide = review_slide(review, folders, find=cached_find_slide)
+    if shown_slide is None:
         st.info("No slide for this patient, so there is no slide heatmap.")
+    elif shown_slide.path is None:
+        st.info("The slide file of this case is not on this computer any more; the heatmap needs it.")
     else:
-        if slide_file is None and "slide" in review.input_hashes:
-            folders = (str(settings.cache_dir), str(settings.slide_dir))
-            found = cached_find_slide(review.input_hashes["slide"], folders)
-            slide_file = Path(found) if found else None
-        if slide_file is None:
-            st.info("The slide file of this case is not on this computer any more; the heatmap needs it.")
-        else:
-
-            @st.fragment
-            def heatmap_panel() -> None:
-                a, b = st.columns(2)
-                kind_label = a.selectbox("Tile score", list(TILE_SCORE_KINDS), key="hm_kind")
-                alpha = b.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="hm_alpha")
-                kind = TILE_SCORE_KINDS[kind_label]
-                thumb = cached_thumbnail(str(slide_file), slide_mpp_used, slide_file.stat().st_mtime)
-                result = heatmap_overlay(
-                    thumb,
-                    e,
-                    kind,
-                    alpha,
-                    slide_view.tissue_mask if slide_view else None,
-                    slide_view.mask_downsample if slide_view else None,
-                )
-                state["heatmap_png"] = (review.token, png_bytes(result.overlay))
-                left, right = st.columns([3, 2])
-                left.image(result.overlay, caption=f"{result.label}; {len(e.tiles.attention):,} tiles", width="stretch")
-                left.image(colorbar_image(result.cmap, result.vmin, result.vmax, result.label), width=420)
-                right.markdown(
-                    "**Top tiles**" + (" (pushed the risk up most)" if kind == "ig" else " (most attention)")
-                )
-                tiles = top_tiles(slide_file, slide_mpp_used, e, kind, k=6)
-                grid = right.columns(3)
-                for i, t in enumerate(tiles):
-                    grid[i % 3].image(t.image, caption=f"#{t.rank}: {t.score:+.3g}", width="stretch")
-
-            heatmap_panel()
+        heatmap_panel(review, shown_slide)
 
 with tab_clin:
     e = review.explanation
@@ -468,37 +444,22 @@ with tab_reports:
         st.info("No report text for this case (or a case from the history saved without text).")
 
 with tab_export:
-    version = pred["model_version"]
+    version = pred.model_version
     st.caption(f"Model version `{version}`" + (f" · case `{review.case_id}` in the history" if review.case_id else ""))
-    record = review.intake.clinical_record if review.intake is not None else None
-    drawn = state.get("heatmap_png")
-    heat = drawn[1] if drawn and drawn[0] == review.token else None  # never another case's heatmap
-    cutoffs_text = group_description(bundle)
-    model_label = "bundled demo model (synthetic data)" if bundled else str(active_model_path().name)
-
-    def make_pdf() -> bytes:
-        """Runs only when the button is clicked (Streamlit calls it then, off the script thread)."""
-        us_pngs = []
-        if review.intake is not None:
-            us_pngs = [
-                png_bytes(charts.ultrasound_overlay(img, h, 0.5))
-                for img, h in zip(review.intake.us_images, review.explanation.us_overlays, strict=False)
-            ]
-        return pdf_report(
-            review,
-            model_label=model_label,
-            cutoff_text=cutoffs_text,
-            record=record,
-            heatmap_png=heat,
-            ultrasound_pngs=us_pngs,
-        )
-
-    name = (review.case_id or pred["patient_id"]).replace("/", "_")
+    label = model_label(bundled, active_model_path())
+    stem = export_stem(review)
     a, b = st.columns(2)
     a.download_button(
         "Download PDF report",
-        data=make_pdf,
-        file_name=f"mrrp-{name}.pdf",
+        # a callable: the PDF is assembled only when the button is clicked (off the script thread)
+        data=partial(
+            review_pdf,
+            review,
+            model_label=label,
+            cutoff_text=group_description(bundle),
+            heatmap_png=drawn_heatmap(review, state.get("heatmap_png")),
+        ),
+        file_name=f"{stem}.pdf",
         mime="application/pdf",
         key="dl_pdf",
         icon=":material/picture_as_pdf:",
@@ -506,8 +467,8 @@ with tab_export:
     )
     b.download_button(
         "Download prediction (JSON)",
-        data=prediction_json(review, model_label=model_label),
-        file_name=f"mrrp-{name}.json",
+        data=prediction_json(review, model_label=label),
+        file_name=f"{stem}.json",
         mime="application/json",
         key="dl_json",
         icon=":material/data_object:",

@@ -6,7 +6,6 @@ import json
 
 import streamlit as st
 
-from mrrp.config import load_settings
 from mrrp.dashboard.shell import require_shell
 from mrrp.errors import InputError
 from mrrp.pcr.clinical import PCR_CLINICAL_FIELDS, read_clinical_json
@@ -22,6 +21,7 @@ from mrrp.pcr.page import (
 )
 from mrrp.pcr.predict import DEFAULT_MODEL_DIR, PCRPrediction, predict_files
 from mrrp.pcr.render import axial, axial_mip, best_slice, colour_bar, display_window, overlay
+from mrrp.settings import load_settings
 from mrrp.ui import NOTICE, UNEXPECTED
 
 settings = load_settings()

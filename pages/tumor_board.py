@@ -10,8 +10,9 @@ import streamlit as st
 from mrrp.dashboard.history import CaseHistory, HistoryError, history_path
 from mrrp.dashboard.models import active_model_path, is_bundled
 from mrrp.dashboard.shell import require_shell
-from mrrp.dashboard.tumorboard import GROUP_COLOURS, case_card, survival_figure
+from mrrp.dashboard.tumorboard import case_card, survival_figure
 from mrrp.ui import NOTICE
+from mrrp.vocabulary import RISK_GROUP_COLOURS
 
 MAX_CASES = 6
 REVIEW_PAGE = "pages/patient_review.py"
@@ -71,7 +72,7 @@ if not chosen:
 records = [by_id[cid] for cid in chosen]
 for column, record in zip(st.columns(len(records)), records, strict=True):
     card = case_card(record)
-    colour = GROUP_COLOURS.get(card.risk_group, "#333")
+    colour = RISK_GROUP_COLOURS.get(card.risk_group, "#333")
     top = (
         f'<div class="label">Largest contribution</div><div class="small">{escape(card.top_contribution)}</div>'
         if card.top_contribution
@@ -85,9 +86,9 @@ for column, record in zip(st.columns(len(records)), records, strict=True):
   <div class="when">{escape(card.created)}</div>
   <div class="group" style="color:{colour}">{escape(card.risk_group.capitalize())} risk</div>
   <div class="small">{escape(card.percentile)}</div>
-  <div class="label">Recurrence within 5 years</div>
-  <div class="big">{escape(card.recurrence_5y)}</div>
-  <div class="small">3 years {escape(card.recurrence_3y)} · 7 years {escape(card.recurrence_7y)}</div>
+  <div class="label">{escape(card.recurrence_title)}</div>
+  <div class="big">{escape(card.recurrence)}</div>
+  <div class="small">{escape(card.recurrence_other)}</div>
   <div class="label">Data</div>
   <div class="small">{escape(card.compensated)}</div>
   {top}

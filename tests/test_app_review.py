@@ -17,6 +17,7 @@ from mrrp.dashboard.intake import CaseInputs, build_case, demo_inputs
 from mrrp.dashboard.models import BUNDLED_MODEL_DIR, load_model
 from mrrp.model.predict import predict_cases
 from mrrp.synth.demo import ensure_demo_cohort
+from mrrp.vocabulary import RISK_GROUP_STREAMLIT_COLOURS
 
 TIMEOUT_S = 300
 CACHE = Path(os.environ["MRRP_CACHE_DIR"])  # the suite's shared cache (conftest): demo files and features reused
@@ -65,10 +66,10 @@ def test_demo_patient_flow(app: AppTest, tmp_path: Path) -> None:
     assert expected.risk_group == "high"
     assert ":red[High risk]" in _text(at)
     shown = _metrics(at)
-    for h, years in (("36", 3), ("60", 5), ("84", 7)):
-        assert shown[f"{years}-year recurrence"] == f"{100 * expected.recurrence[h]:.1f}%"
-    lo, hi = expected.recurrence_interval["60"]
-    assert f"95% interval {100 * lo:.1f}–{100 * hi:.1f}%" in [c.value for c in at.caption]
+    for months, years in ((36, 3), (60, 5), (84, 7)):
+        assert shown[f"{years}-year recurrence"] == f"{100 * expected.at(months).probability:.1f}%"
+    five = expected.at(60)
+    assert f"95% interval {100 * five.lower:.1f}–{100 * five.upper:.1f}%" in [c.value for c in at.caption]
     chips = _chips(at)
     for label in ("H&E slide", "Ultrasound images", "Ultrasound report", "Pathology report", "Clinical record"):
         assert f"{label}: provided" in chips
@@ -89,7 +90,7 @@ def test_demo_patient_flow(app: AppTest, tmp_path: Path) -> None:
     without = predict_cases(
         load_model(str(BUNDLED_MODEL_DIR)), [case], present=torch.tensor([[False, True, True, True]])
     )[0]
-    assert _metrics(at)["5-year recurrence"] == f"{100 * without.recurrence['60']:.1f}%"
+    assert _metrics(at)["5-year recurrence"] == f"{100 * without.at(60).probability:.1f}%"
     # the heatmap opacity slider reruns only its fragment and keeps the result
     at.slider(key="hm_alpha").set_value(0.9).run()
     assert not at.exception and ":red[High risk]" in _text(at)
@@ -131,7 +132,7 @@ def test_upload_flow(app: AppTest, demo_dir: Path) -> None:
     assert "Pathology report: missing (compensated)" in chips
     assert any("**Compensated:** pathology report." in w.value for w in at.warning)
     # the page shows what the package computes for the same inputs
-    from mrrp.viewer import UploadedFileData, save_uploads
+    from mrrp._uploads import UploadedFileData, save_uploads
 
     slide = save_uploads(
         [UploadedFileData("DEMO-03 slide.svs", (patient / "slide.svs").read_bytes())],
@@ -145,9 +146,9 @@ def test_upload_flow(app: AppTest, demo_dir: Path) -> None:
             clinical_form={"age_years": 55, "ki67_percent": 18, "histological_grade": 2},
         )
     )
-    colour = {"low": "green", "intermediate": "orange", "high": "red"}[expected.risk_group]
+    colour = RISK_GROUP_STREAMLIT_COLOURS[expected.risk_group]
     assert f":{colour}[{expected.risk_group.capitalize()} risk]" in _text(at)
-    assert _metrics(at)["5-year recurrence"] == f"{100 * expected.recurrence['60']:.1f}%"
+    assert _metrics(at)["5-year recurrence"] == f"{100 * expected.at(60).probability:.1f}%"
 
 
 BAD_SLIDES = {

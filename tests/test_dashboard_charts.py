@@ -13,7 +13,8 @@ from mrrp.dashboard import charts
 from mrrp.dashboard.models import BUNDLED_MODEL_DIR, load_model
 from mrrp.dashboard.reference import evaluation_for, group_description, missing_pattern_cindex, reference_curves
 from mrrp.explain.types import Explanation, SentenceAttribution
-from mrrp.model.predict import Prediction
+from mrrp.model.predict import HorizonRisk, Prediction
+from mrrp.vocabulary import LOWERS_RISK_COLOUR, RAISES_RISK_COLOUR, RISK_GROUP_COLOURS, rgb, rgba
 
 
 def make_prediction(p5: float = 0.3, group: str = "intermediate") -> Prediction:
@@ -30,8 +31,8 @@ def make_prediction(p5: float = 0.3, group: str = "intermediate") -> Prediction:
         survival=s.tolist(),
         survival_lower=(s * 0.9).tolist(),
         survival_upper=np.minimum(s * 1.05, 1).tolist(),
-        recurrence={"36": 1 - float(s[36]), "60": 1 - float(s[60]), "84": 1 - float(s[84])},
-        recurrence_interval={"36": (0.1, 0.3), "60": (0.2, 0.4), "84": (0.3, 0.5)},
+        recurrence={36: 1 - float(s[36]), 60: 1 - float(s[60]), 84: 1 - float(s[84])},
+        recurrence_interval={36: (0.1, 0.3), 60: (0.2, 0.4), 84: (0.3, 0.5)},
         present={"slide": True, "ultrasound": False, "path_report": True, "clinical": True},
         compensated=["ultrasound"],
         model_version="mrrp-demo@1ada8474e016",
@@ -75,7 +76,7 @@ def test_icon_array_colours_exactly_k_people() -> None:
     fig = charts.icon_array_figure(0.31)
     colours = [s.fillcolor for s in fig.layout.shapes]
     assert len(colours) == 200  # a head and a body per person
-    assert colours.count(charts.UP_COLOUR) == 2 * 31 and colours.count(charts.NEUTRAL) == 2 * 69
+    assert colours.count(RAISES_RISK_COLOUR) == 2 * 31 and colours.count(charts.NEUTRAL) == 2 * 69
     assert "about 31 would have" in fig.layout.title.text
 
 
@@ -96,6 +97,23 @@ def test_survival_figure_draws_band_patient_and_reference() -> None:
     assert [m.text[0] for m in marks] == ["81%", "70%", "61%"]  # 0.7 ** (36 / 60) = 0.807
 
 
+def test_prediction_is_read_by_horizon_in_months() -> None:
+    p = make_prediction(0.3)
+    assert p.at(60) == p.at() == HorizonRisk(60, pytest.approx(0.3), 0.2, 0.4)
+    assert [h.months for h in p.horizons] == [36, 60, 84] and p.at(84).years == 7
+    with pytest.raises(KeyError):
+        p.at(120)
+
+
+def test_prediction_wire_form_has_string_horizons_and_reads_back() -> None:
+    p = make_prediction(0.3)
+    wire = json.loads(json.dumps(p.to_dict()))  # as the case history and the JSON export store it
+    assert set(wire["recurrence"]) == {"36", "60", "84"} and wire["recurrence_interval"]["60"] == [0.2, 0.4]
+    back = Prediction.from_dict(wire)
+    assert back == p and back.recurrence_interval[60] == (0.2, 0.4)
+    assert p.to_dict()["recurrence"]["60"] == pytest.approx(0.3)  # the on-disk form did not change
+
+
 def test_recurrence_rows_and_percent_text() -> None:
     rows = charts.recurrence_rows(make_prediction(0.3))
     assert rows[1] == {"Horizon": "5 years", "Recurrence probability": "30.0%", "95% interval": "20.0–40.0%"}
@@ -113,7 +131,7 @@ def test_contribution_and_clinical_bars_show_the_explanation() -> None:
     clin = charts.clinical_figure(e.clinical, {"ki67_percent": 35.0, "age_years": 61.0, "histological_grade": None})
     bar = clin.data[0]
     assert list(bar.y) == ["Ki-67 = 35 %", "Age = 61 years", "Histological grade (unknown)"]
-    assert bar.marker.color[0] == charts.UP_COLOUR and bar.marker.color[1] == charts.DOWN_COLOUR
+    assert bar.marker.color[0] == RAISES_RISK_COLOUR and bar.marker.color[1] == LOWERS_RISK_COLOUR
 
 
 def test_what_if_figure_points() -> None:
@@ -133,7 +151,7 @@ def test_what_if_figure_points() -> None:
     ]
     fig = charts.what_if_figure(rows)
     assert list(fig.data[0].x) == [60.0, 30.0]
-    assert fig.data[0].marker.color == (charts.GROUP_COLOURS["high"], charts.GROUP_COLOURS["intermediate"])
+    assert fig.data[0].marker.color == (RISK_GROUP_COLOURS["high"], RISK_GROUP_COLOURS["intermediate"])
 
 
 def test_ultrasound_overlay_leaves_cold_pixels_alone() -> None:
@@ -151,8 +169,8 @@ def test_ultrasound_overlay_leaves_cold_pixels_alone() -> None:
 def test_sentences_are_escaped_and_shaded_by_sign() -> None:
     html = charts.highlighted_sentences_html(make_explanation().path_report)
     assert "&lt;b&gt;invasive&lt;/b&gt;" in html and "<b>" not in html
-    assert "rgba(192,57,43,0.58)" in html  # the strongest sentence, pushed up: full red
-    assert "rgba(42,122,176," in html  # the other pushed down: blue
+    assert rgba(RAISES_RISK_COLOUR, 0.58) in html  # the strongest sentence, pushed up: full colour
+    assert "rgba({},{},{},".format(*rgb(LOWERS_RISK_COLOUR)) in html  # the other pushed down: blue
     assert charts.top_sentences(make_explanation().path_report, 1) == [("Grade 3 <b>invasive</b> carcinoma.", 0.2)]
 
 

@@ -9,17 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrrp.dashboard.intake import (
-    CaseInputs,
-    build_case,
-    clinical_record_from_file,
-    demo_inputs,
-    demo_titles,
-    parse_clinical,
-    read_report_input,
-    record_hash,
-)
-from mrrp.viewer import UploadedFileData
+from mrrp._uploads import UploadedFileData
+from mrrp.case import parse_clinical, read_report_input, record_hash
+from mrrp.dashboard.intake import CaseInputs, build_case, demo_inputs, demo_titles
+from mrrp.io.clinical import clinical_record_from_file
 
 RECORD = {
     "age_years": 52,
@@ -32,27 +25,30 @@ RECORD = {
 
 
 def test_form_record_provided_unknown_and_invalid() -> None:
-    record, status, digest = parse_clinical(RECORD, None)
-    assert status.text == "provided" and record["ki67_percent"] == 25.0 and record["lymphovascular_invasion"] == "no"
+    parsed = parse_clinical(RECORD, None)
+    record = parsed.record
+    assert parsed.status.text == "provided" and record["ki67_percent"] == 25.0
+    assert record["lymphovascular_invasion"] == "no"
     assert record["er_percent"] is None  # not given = unknown
-    assert digest == record_hash(dict(reversed(list(record.items()))))  # order does not matter
-    record, status, digest = parse_clinical({"age_years": None, "ki67_percent": "unknown"}, None)
-    assert record is None and status.text == "missing (compensated)" and digest is None
-    record, status, _ = parse_clinical({**RECORD, "age_years": 130, "histological_grade": 2.5}, None)
-    assert record is None and status.state == "invalid"
-    assert "Age: 130 years is outside 18–100 years" in status.text and "Histological grade" in status.text
-    assert parse_clinical(None, None)[1].text == "missing (compensated)"
+    assert parsed.sha256 == record_hash(dict(reversed(list(record.items()))))  # order does not matter
+    parsed = parse_clinical({"age_years": None, "ki67_percent": "unknown"}, None)
+    assert parsed.record is None and parsed.status.text == "missing (compensated)" and parsed.sha256 is None
+    parsed = parse_clinical({**RECORD, "age_years": 130, "histological_grade": 2.5}, None)
+    assert parsed.record is None and parsed.status.state == "invalid"
+    assert "Age: 130 years is outside 18–100 years" in parsed.status.text
+    assert "Histological grade" in parsed.status.text
+    assert parse_clinical(None, None).status.text == "missing (compensated)"
 
 
 def test_clinical_file_csv_and_json_rows() -> None:
     csv_bytes = b"patient_id,Age,ki67_percent,Histological grade\nX,61,40,3\n"
     raw = clinical_record_from_file(UploadedFileData("row.csv", csv_bytes))
     assert raw == {"age_years": "61", "ki67_percent": "40", "histological_grade": "3"}
-    record, status, _ = parse_clinical({"age_years": 20}, UploadedFileData("row.csv", csv_bytes))
-    assert status.text == "provided" and record["age_years"] == 61.0  # the file wins over the form
+    parsed = parse_clinical({"age_years": 20}, UploadedFileData("row.csv", csv_bytes))
+    assert parsed.status.text == "provided" and parsed.record["age_years"] == 61.0  # the file wins over the form
     js = json.dumps([{"age_years": 45, "chemotherapy": "yes"}]).encode()
-    record, status, _ = parse_clinical(None, UploadedFileData("row.json", js))
-    assert status.text == "provided" and record["chemotherapy"] == "yes"
+    parsed = parse_clinical(None, UploadedFileData("row.json", js))
+    assert parsed.status.text == "provided" and parsed.record["chemotherapy"] == "yes"
 
 
 @pytest.mark.parametrize(
@@ -68,8 +64,8 @@ def test_clinical_file_csv_and_json_rows() -> None:
     ],
 )
 def test_bad_clinical_files_are_invalid_with_the_reason(name: str, data: bytes, expected: str) -> None:
-    record, status, _ = parse_clinical(None, UploadedFileData(name, data))
-    assert record is None and status.state == "invalid" and expected in status.reason
+    parsed = parse_clinical(None, UploadedFileData(name, data))
+    assert parsed.record is None and parsed.status.state == "invalid" and expected in parsed.status.reason
 
 
 def test_report_inputs() -> None:
@@ -151,7 +147,7 @@ def test_demo_patient_intake_matches_the_manifest_pipeline() -> None:
     """DEMO-04 (no slide) through the dashboard intake gives the same tokens as mrrp's manifest path."""
     import os
 
-    from mrrp.features.case import case_features
+    from mrrp.case import case_features
     from mrrp.io.manifest import read_manifest
     from mrrp.synth.demo import ensure_demo_cohort
 
@@ -169,19 +165,3 @@ def test_demo_patient_intake_matches_the_manifest_pipeline() -> None:
     np.testing.assert_array_equal(result.case.clin_numeric, ref.clin_numeric)
     np.testing.assert_array_equal(result.case.clin_categorical, ref.clin_categorical)
     assert len(result.us_images) == len(row.us_image_paths)
-
-
-def test_encoder_threads_leave_a_core_free(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mrrp.dashboard import intake
-
-    monkeypatch.delenv("MRRP_TORCH_THREADS", raising=False)
-    monkeypatch.setattr(intake.os, "cpu_count", lambda: 2)
-    assert intake.encoder_threads() == 1
-    monkeypatch.setattr(intake.os, "cpu_count", lambda: 8)
-    assert intake.encoder_threads() == 7
-    monkeypatch.setattr(intake.os, "cpu_count", lambda: None)
-    assert intake.encoder_threads() == 1
-    monkeypatch.setenv("MRRP_TORCH_THREADS", "3")
-    assert intake.encoder_threads() == 3
-    monkeypatch.setenv("MRRP_TORCH_THREADS", "zero")
-    assert intake.encoder_threads() == 1  # not a number: ignored, the default (cpu_count is None here) applies

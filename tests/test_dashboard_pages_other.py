@@ -36,7 +36,9 @@ from mrrp.dashboard.tumorboard import case_card, is_bundled_version, ordinal
 from mrrp.errors import InputError
 from mrrp.io.manifest import ManifestError, write_manifest
 from mrrp.model.bundle import bundle_checksum, load_bundle
+from mrrp.model.predict import Prediction
 from mrrp.ui import NOTICE
+from mrrp.vocabulary import HORIZONS_MONTHS, horizon_key
 
 TIMEOUT_S = 120
 BUNDLED = REPO / "assets" / "models" / "mrrp-demo"
@@ -97,7 +99,7 @@ def clinical_rows(n: int, seed: int = 0, prefix: str = "P", report_dir: Path | N
 
 @pytest.fixture(scope="session")
 def bundle():
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
 
     with torch_threads(1):
         return load_bundle(BUNDLED)
@@ -186,7 +188,7 @@ def test_figures_draw_the_report(bundle, tmp_path: Path) -> None:
         assert f"n={curves[group]['n']}" in trace.name
     auc = td_auc_figure(ev)
     test = REPORT["evaluation"]["test"]
-    assert list(auc.data[0].y) == [test["td_auc"][h] for h in ("36", "60", "84")]
+    assert list(auc.data[0].y) == [test["td_auc"][horizon_key(h)] for h in HORIZONS_MONTHS]  # the report's keys
     assert auc.data[0].error_y.array[1] == pytest.approx(test["ci95"]["td_auc.60"][1] - test["td_auc"]["60"])
 
 
@@ -210,7 +212,7 @@ def test_a_report_of_another_model_is_never_used(bundle, tmp_path: Path) -> None
 
 
 def test_score_manifest_matches_predict_and_reports_progress(bundle, tmp_path: Path) -> None:
-    from mrrp.features.case import case_features
+    from mrrp.case import case_features
     from mrrp.io.manifest import read_manifest
     from mrrp.model.predict import predict_cases
 
@@ -223,7 +225,7 @@ def test_score_manifest_matches_predict_and_reports_progress(bundle, tmp_path: P
     direct = predict_cases(bundle, [case_features(r, cache_dir=tmp_path / "cache") for r in read_manifest(manifest)])
     assert [r["patient_id"] for r in result.rows] == [f"P-{i:03d}" for i in range(1, 21)]
     for row, p in zip(result.rows, direct, strict=True):
-        assert row["risk_group"] == p.risk_group and row["recurrence_5y"] == round(p.recurrence["60"], 4)
+        assert row["risk_group"] == p.risk_group and row["recurrence_5y"] == round(p.at(60).probability, 4)
         assert row["recurrence_5y_lower"] <= row["recurrence_5y"] <= row["recurrence_5y_upper"]
         assert row["compensated"] == "slide;ultrasound;path_report"
     parsed = list(csv.DictReader(io.StringIO(result.to_csv().decode())))
@@ -396,9 +398,9 @@ def test_site_model_without_report_is_evaluated_on_a_manifest(env: Path) -> None
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory: pytest.TempPathFactory):
     """Four clinical-only patients, predicted and explained with the bundled model."""
+    from mrrp._threads import torch_threads
+    from mrrp.case import case_features
     from mrrp.explain.explain import explain_case
-    from mrrp.features.case import case_features
-    from mrrp.features.encoders import torch_threads
     from mrrp.io.manifest import read_manifest
     from mrrp.model.predict import predict_cases
 
@@ -450,10 +452,10 @@ def test_tumor_board_shows_the_recorded_cases(env: Path, reviewed) -> None:
     assert len(boards) == 3
     for html, record in zip(boards, latest[:3], strict=True):
         card = case_card(record)
-        p = record.prediction
+        p = Prediction.from_dict(record.prediction)
         assert f"{card.risk_group.capitalize()} risk" in html
-        assert f"{100 * p['recurrence']['60']:.0f}% (" in html
-        assert f"{ordinal(round(p['percentile']))} percentile" in html
+        assert f"{100 * p.at(60).probability:.0f}% (" in html and "Recurrence within 5 years" in html
+        assert f"{ordinal(round(p.percentile))} percentile" in html
         assert "Compensated: H&amp;E slide, ultrasound, pathology report" in html
         assert 'Largest contribution</div><div class="small">Clinical record, towards' in html
         assert record.model_version in html

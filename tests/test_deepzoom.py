@@ -23,6 +23,7 @@ from mrrp.dashboard.deepzoom import (
 )
 from mrrp.errors import InvalidValueError
 from mrrp.io.slides import Slide, SlideInfo, open_slide
+from mrrp.vocabulary import ATTENTION_DISPLAY, IG_DISPLAY
 
 
 @pytest.mark.parametrize("name", ["small.svs", "boxes.tiff", "boxes.png", "boxes_0.dcm"])
@@ -214,7 +215,9 @@ def test_heatmap_is_drawn_where_the_tiles_are_in_the_viewport(tmp_path: Path) ->
         assert changed_any(moved, vp2, view, (1536 + 128, 1024 + 128))  # tile 2 now in view
         assert np.array_equal(moved[y1, x1], colour_here)
         # signed scores: negative blue, positive red
-        signed = viewport_heatmap(image, vp, coords, 256, np.array([-1.0, 1.0, 0.0]), alpha=0.8, signed=True).overlay
+        signed = viewport_heatmap(
+            image, vp, coords, 256, np.array([-1.0, 1.0, 0.0]), alpha=0.8, display=IG_DISPLAY
+        ).overlay
         assert signed[80, 30, 2] > signed[80, 30, 0] + 60 and signed[80, 260, 0] > signed[80, 260, 2] + 60
 
 
@@ -284,6 +287,7 @@ def test_explanation_overlays_match_the_slide_by_fingerprint() -> None:
         "Attention, case DEMO-02",
     ]
     assert overlays[0].signed and not overlays[1].signed
+    assert (overlays[0].display, overlays[1].display) == (IG_DISPLAY, ATTENTION_DISPLAY)
     assert overlays[0].from_bundled_model  # drawn with the synthetic-data notice
     assert np.array_equal(overlays[0].scores, [-0.2, 0.5]) and overlays[0].tile_size_l0 == 448
     preferred = explanation_overlays(records, "fp", prefer_case="C-2")

@@ -1,4 +1,4 @@
-"""Explanations: exact Shapley values, IG completeness, occlusion, Grad-CAM, faithfulness checks, ``mrrp explain``.
+"""Explanations: exact Shapley values, IG completeness, occlusion, Grad-CAM, ``mrrp explain``.
 
 Tiny untrained models on random CaseFeatures: every property tested here holds for any weights.
 """
@@ -15,16 +15,6 @@ import torch
 from mrrp.errors import InputError
 from mrrp.explain import explain_case
 from mrrp.explain.explain import ensemble_log_risk, shapley_from_subsets, subset_masks
-from mrrp.explain.faithfulness import (
-    RANDOMISATION_GROUPS,
-    cascade,
-    deletion_effects,
-    localisation,
-    randomised_bundle,
-    spearman,
-    tile_fraction_in_mask,
-    tile_scores,
-)
 from mrrp.features.case import CATEGORICAL_SIZES, CLINICAL_TOKEN_FIELDS, CaseFeatures, encode_clinical
 from mrrp.model.batch import collate
 from mrrp.model.bundle import LoadedBundle
@@ -245,56 +235,6 @@ def test_ultrasound_gradcam_overlays() -> None:
     assert e.to_dict()["us_overlays"] == [[90, 120], [64, 64]]
     with pytest.raises(InputError, match="ultrasound image"):
         explain_case(bundle, case, us_images=images[:1], ig_steps=4)
-
-
-# -- faithfulness checks --------------------------------------------------------------------------
-
-
-def test_deleting_the_top_tiles_moves_the_risk_more_than_random_ones() -> None:
-    """Three tiles differ from 27 near-identical ones: only they carry information, IG must rank one of
-    them first, and masking the top tiles by |IG| must move the risk more than masking random tiles."""
-    bundle = _bundle(seed=4)
-    case = _case(seed=4, n_tiles=30)
-    rng = np.random.default_rng(4)
-    base = np.abs(rng.standard_normal(1280)).astype(np.float32)
-    case.tiles[:] = base + 0.01 * rng.standard_normal((30, 1280)).astype(np.float32)
-    hot = np.array([4, 17, 25])
-    case.tiles[hot] = np.abs(rng.standard_normal((3, 1280))).astype(np.float32) * 3
-    e = explain_case(bundle, case, ig_steps=16)
-    assert e.tiles is not None
-    # An untrained model need not use every distinct tile, but the tile IG ranks first must be one of them
-    # (the 27 near-identical tiles barely move the risk), and deleting by |IG| must beat random deletion.
-    assert int(np.argmax(np.abs(e.tiles.integrated_gradients))) in set(hot)
-    top, random_draws = deletion_effects(bundle, case, np.abs(e.tiles.integrated_gradients), n_random=30)
-    assert top > 3 * random_draws.mean()
-
-
-def test_model_randomisation_changes_tile_attributions() -> None:
-    bundle, case = _bundle(seed=5), _case(seed=5, n_tiles=60)
-    att0, ig0 = tile_scores(bundle, case, ig_steps=8)
-    randomised = randomised_bundle(bundle, seed=99)
-    att1, ig1 = tile_scores(randomised, case, ig_steps=8)
-    assert abs(spearman(ig0, ig1)) < 0.5
-    assert abs(spearman(att0, att1)) < 0.5
-    # the cascade's first step re-initialises the head only: tile attention is upstream, unchanged
-    head_only = randomised_bundle(bundle, cascade(1), seed=99)
-    changed = {
-        n for n, t in head_only.models[0].state_dict().items() if not torch.equal(t, bundle.models[0].state_dict()[n])
-    }
-    assert changed and all(n.startswith("head.") for n in changed)
-    np.testing.assert_allclose(tile_scores(head_only, case, ig_steps=4)[0], att0, atol=1e-6)
-    assert len(cascade(len(RANDOMISATION_GROUPS))) == len(RANDOMISATION_GROUPS)
-
-
-def test_localisation_helpers() -> None:
-    mask = np.zeros((40, 40), bool)
-    mask[:20, :20] = True  # tumour in the top-left quarter; mask pixels of 32 level-0 px
-    coords = np.array([[0, 0], [320, 0], [640, 0], [0, 640], [640, 640]])  # tiles of 320 px = 10 mask px
-    frac = tile_fraction_in_mask(coords, 320, mask, 32.0)
-    np.testing.assert_allclose(frac, [1, 1, 0, 0, 0])
-    loc = localisation(np.array([0.9, 0.8, 0.1, 0.2, 0.3]), frac > 0.5)
-    assert loc["auc"] == 1.0 and loc["k"] == 1 and loc["top_in_tumour"] == 1.0 and loc["chance"] == 0.4
-    assert np.isnan(localisation(np.ones(3), np.zeros(3, bool))["auc"])
 
 
 # -- mrrp explain ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrrp.features.encoders import torch_threads
+from mrrp._threads import torch_threads
 from mrrp.pcr.clinical import ClinicalEncoder
 from mrrp.pcr.io import WORKING_SHAPE, WORKING_SPACING_MM
 from mrrp.pcr.model import NetConfig, StepwisePCRNet, guidance_loss

@@ -21,8 +21,8 @@ from mrrp.io.reports import (
     ReportTooLargeError,
     UnsupportedReportFormatError,
     read_report,
+    split_sentences,
 )
-from mrrp.synth.reports import split_sentences
 
 SPICULATED = "The mass has spiculated margins."
 SPICULATED_2 = "Margins are spiculated."

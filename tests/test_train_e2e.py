@@ -125,7 +125,7 @@ def test_predictions_have_intervals_and_groups(trained: dict[str, Path]) -> None
         assert lo <= p.log_risk <= hi
         assert p.risk_group in ("low", "intermediate", "high")
         assert 0 <= p.percentile <= 100
-        assert 0 <= p.recurrence["36"] <= p.recurrence["60"] <= p.recurrence["84"] <= 1
+        assert 0 <= p.at(36).probability <= p.at(60).probability <= p.at(84).probability <= 1
         assert np.all(np.diff(p.survival) <= 1e-12) and p.survival[0] == pytest.approx(1.0)
         assert p.compensated == [m for m, v in p.present.items() if not v]
     # the reference risk groups' Kaplan–Meier curves travel with the bundle, one per training tertile

@@ -9,16 +9,16 @@ that padding every patient to the largest slide in the batch never costs more th
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mrrp.errors import InputError
+from mrrp._fs import atomic_write_text
+from mrrp._hashing import sha256_bytes
+from mrrp._uploads import safe_filename
 from mrrp.io.manifest import FILE_COLUMNS, PATH_SEPARATOR, ManifestError, read_manifest
 
 if TYPE_CHECKING:
@@ -43,12 +43,12 @@ RESULT_COLUMNS = (
     "recurrence_7y_lower",
     "recurrence_7y_upper",
     "compensated",
+    "inputs_left_out",
     "log_risk",
     "log_risk_lower",
     "log_risk_upper",
     "model_version",
 )
-_HORIZONS = (("3y", "36"), ("5y", "60"), ("7y", "84"))
 
 # progress(done, total, what): ``done`` of ``total`` steps (one per patient, then the prediction) finished;
 # ``what`` names the step now running, in words ("Patient 3 of 40 (INT-0003): reading and encoding the inputs").
@@ -74,8 +74,9 @@ class BatchResult:
         return buf.getvalue().encode("utf-8")
 
 
-def result_row(prediction: Prediction, site: str, split: str) -> dict[str, object]:
-    """One patient's line of the result table (probabilities rounded to 4 decimals)."""
+def result_row(prediction: Prediction, site: str, split: str, left_out: Sequence[str] = ()) -> dict[str, object]:
+    """One patient's line of the result table (probabilities rounded to 4 decimals); ``left_out`` are the
+    clinician's sentences about inputs that were given but could not be used."""
     row: dict[str, object] = {
         "patient_id": prediction.patient_id,
         "site": site,
@@ -86,13 +87,14 @@ def result_row(prediction: Prediction, site: str, split: str) -> dict[str, objec
         "log_risk_lower": round(prediction.log_risk_interval[0], 4),
         "log_risk_upper": round(prediction.log_risk_interval[1], 4),
         "compensated": PATH_SEPARATOR.join(prediction.compensated),
+        "inputs_left_out": " | ".join(left_out),
         "model_version": prediction.model_version,
     }
-    for name, h in _HORIZONS:
-        lo, hi = prediction.recurrence_interval[h]
-        row[f"recurrence_{name}"] = round(prediction.recurrence[h], 4)
-        row[f"recurrence_{name}_lower"] = round(lo, 4)
-        row[f"recurrence_{name}_upper"] = round(hi, 4)
+    for h in prediction.horizons:
+        name = f"{h.years}y"  # the CSV's column names: recurrence_5y, recurrence_5y_lower, ...
+        row[f"recurrence_{name}"] = round(h.probability, 4)
+        row[f"recurrence_{name}_lower"] = round(h.lower, 4)
+        row[f"recurrence_{name}_upper"] = round(h.upper, 4)
     return row
 
 
@@ -103,25 +105,25 @@ def score_manifest(
     cache_dir: str | os.PathLike[str] | None = None,
     notice: str | None = None,
     progress: Progress | None = None,
+    strict: bool = False,
 ) -> BatchResult:
     """Predict every patient of ``manifest`` with ``bundle``.
 
-    Raises ManifestError (every bad row in one message) before any work, and an InputError naming
-    the patient if one patient's files turn out unusable while their features are computed.
+    Raises ManifestError (every bad row in one message) before any work. A patient's file that turns out
+    unusable is left out and named in the row's ``inputs_left_out`` (the model compensates), as the
+    patient review does; ``strict`` raises an InputError naming the patient instead.
     """
-    from mrrp.features.case import case_features
+    from mrrp.case import Case, assemble
     from mrrp.model.predict import predict_cases
 
     rows = read_manifest(manifest, require_outcomes=False)
     total = len(rows) + 1  # + 1 for the prediction step
-    cases = []
+    assembled = []
     for i, row in enumerate(rows):
         if progress:
             progress(i, total, f"Patient {i + 1} of {len(rows)} ({row.patient_id}): reading and encoding the inputs")
-        try:
-            cases.append(case_features(row, cache_dir=cache_dir))
-        except InputError as exc:
-            raise InputError(f"Patient {row.patient_id}: {exc}") from exc
+        assembled.append(assemble(Case.from_manifest_row(row), cache_dir=cache_dir, strict=strict))
+    cases = [a.features for a in assembled]
     if progress:
         progress(len(rows), total, f"Predicting {len(rows)} patients")
     predictions: list[Prediction] = []
@@ -129,7 +131,9 @@ def score_manifest(
         predictions += predict_cases(bundle, cases[start : start + PREDICT_CHUNK])
     if progress:
         progress(total, total, "Done")
-    table = [result_row(p, r.site, r.split) for p, r in zip(predictions, rows, strict=True)]
+    table = [
+        result_row(p, r.site, r.split, a.case.problems) for p, r, a in zip(predictions, rows, assembled, strict=True)
+    ]
     if notice:
         for t in table:
             t["notice"] = notice
@@ -170,22 +174,10 @@ def save_uploaded_manifest(
             writer.writerow({k: v for k, v in raw.items() if k is not None})
     except csv.Error as exc:
         raise ManifestError(f"The manifest '{name}' is not a valid CSV file ({exc}).") from None
-    from mrrp.viewer import safe_filename
-
     # One folder per content: two sessions uploading different files of the same name never collide,
     # and the file keeps its name so messages about it read as the user knows it.
-    folder = Path(upload_dir) / "manifests" / hashlib.sha256(data + str(base).encode()).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / safe_filename(name)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    folder = Path(upload_dir) / "manifests" / sha256_bytes(data + str(base).encode())[:16]
+    return atomic_write_text(folder / safe_filename(name), buf.getvalue())
 
 
 def summary_counts(rows: Iterable[dict[str, object]]) -> dict[str, int]:

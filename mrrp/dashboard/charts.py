@@ -1,8 +1,9 @@
 """Figures of one prediction: plotly builders for the page and the PDF, and two image helpers.
 
-Pure functions of their inputs (a Prediction or its dict, an Explanation, reference curves); no
-Streamlit here, so the page, the tumor board and the PDF export draw the same figures.
-Times are shown in years on screen; inputs are in months, as everywhere in mrrp.
+Pure functions of their inputs (a Prediction, an Explanation, reference curves); no Streamlit here, so
+the page, the tumor board and the PDF export draw the same figures. Colours, horizons and modality
+names come from :mod:`mrrp.vocabulary`. Times are shown in years on screen; inputs are in months, as
+everywhere in mrrp.
 """
 
 from __future__ import annotations
@@ -10,27 +11,32 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mrrp.dashboard.reference import ReferenceCurves
-from mrrp.model.fusion import MODALITIES
+from mrrp.vocabulary import (
+    HEADLINE_HORIZON_MONTHS,
+    LOWERS_RISK_COLOUR,
+    MODALITIES,
+    MODALITY_LABELS,
+    PATIENT_COLOUR,
+    RAISES_RISK_COLOUR,
+    RISK_GROUP_COLOURS,
+    horizon_label,
+    horizon_years,
+    rgb,
+    rgba,
+)
 
-GROUP_COLOURS = {"low": "#2a9d8f", "intermediate": "#d99a1e", "high": "#c0392b"}
-PATIENT_COLOUR = "#2c6e8f"
-UP_COLOUR = "#c0392b"  # pushes the risk up
-DOWN_COLOUR = "#2a7ab0"  # pushes the risk down
+if TYPE_CHECKING:
+    from mrrp.model.predict import Prediction
+
 NEUTRAL = "#c9d1d9"
 FONT = {"family": "DejaVu Sans, Arial, sans-serif", "size": 13, "color": "#1f2a33"}
-MODALITY_NAMES = {
-    "slide": "H&E slide",
-    "ultrasound": "Ultrasound",
-    "path_report": "Pathology report",
-    "clinical": "Clinical record",
-}
-HORIZON_YEARS = {"36": 3, "60": 5, "84": 7}
 
 
 def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
@@ -45,19 +51,16 @@ def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
     return fig
 
 
-def _pred(p) -> Mapping:
-    return p.to_dict() if hasattr(p, "to_dict") else p
-
-
 # -- risk group ---------------------------------------------------------------------------------
 
 
-def risk_position_figure(reference_risk: np.ndarray, low_upper: float, high_lower: float, prediction) -> go.Figure:
+def risk_position_figure(
+    reference_risk: np.ndarray, low_upper: float, high_lower: float, prediction: Prediction
+) -> go.Figure:
     """Where the patient's log-risk (with its interval) falls among the training patients, with the cut-offs."""
-    p = _pred(prediction)
     ref = np.asarray(reference_risk, float)  # (N,)
-    lo_i, hi_i = p["log_risk_interval"]
-    lr = float(p["log_risk"])
+    lo_i, hi_i = prediction.log_risk_interval
+    lr = float(prediction.log_risk)
     x_min = float(min(ref.min(), lo_i, lr)) - 0.3
     x_max = float(max(ref.max(), hi_i, lr)) + 0.3
     fig = go.Figure()
@@ -66,7 +69,7 @@ def risk_position_figure(reference_risk: np.ndarray, low_upper: float, high_lowe
         ("intermediate", low_upper, high_lower),
         ("high", high_lower, x_max),
     ):
-        fig.add_vrect(x0=a, x1=b, fillcolor=GROUP_COLOURS[group], opacity=0.15, line_width=0, layer="below")
+        fig.add_vrect(x0=a, x1=b, fillcolor=RISK_GROUP_COLOURS[group], opacity=0.15, line_width=0, layer="below")
         fig.add_annotation(x=(a + b) / 2, y=1.0, yref="paper", text=group, showarrow=False, yanchor="bottom")
     fig.add_trace(
         go.Histogram(
@@ -109,10 +112,12 @@ def risk_position_figure(reference_risk: np.ndarray, low_upper: float, high_lowe
 # -- survival -------------------------------------------------------------------------------------
 
 
-def survival_figure(prediction, reference: ReferenceCurves | None = None, max_years: float = 10.0) -> go.Figure:
+def survival_figure(
+    prediction: Prediction, reference: ReferenceCurves | None = None, max_years: float = 10.0
+) -> go.Figure:
     """The patient's recurrence-free survival with its band, over the reference groups' curves."""
-    p = _pred(prediction)
-    t_years = np.asarray(p["time_months"], float) / 12.0  # (T,)
+    p = prediction
+    t_years = np.asarray(p.time_months, float) / 12.0  # (T,)
     keep = t_years <= max_years
     fig = go.Figure()
     if reference is not None:
@@ -125,7 +130,7 @@ def survival_figure(prediction, reference: ReferenceCurves | None = None, max_ye
                     x=ty[k],
                     y=c.survival[k],
                     mode="lines",
-                    line={"shape": "hv", "color": GROUP_COLOURS[c.group], "width": 1.5, "dash": dash},
+                    line={"shape": "hv", "color": RISK_GROUP_COLOURS[c.group], "width": 1.5, "dash": dash},
                     opacity=0.8,
                     name=f"{c.group} risk group (n={c.n})",
                     hovertemplate="%{x:.1f} y: %{y:.0%}<extra>" + c.group + "</extra>",
@@ -134,9 +139,9 @@ def survival_figure(prediction, reference: ReferenceCurves | None = None, max_ye
     fig.add_trace(
         go.Scatter(
             x=np.concatenate([t_years[keep], t_years[keep][::-1]]),
-            y=np.concatenate([np.asarray(p["survival_upper"])[keep], np.asarray(p["survival_lower"])[keep][::-1]]),
+            y=np.concatenate([np.asarray(p.survival_upper)[keep], np.asarray(p.survival_lower)[keep][::-1]]),
             fill="toself",
-            fillcolor="rgba(44,110,143,0.18)",
+            fillcolor=rgba(PATIENT_COLOUR, 0.18),
             line={"width": 0},
             hoverinfo="skip",
             name="uncertainty band (95%)",
@@ -145,28 +150,27 @@ def survival_figure(prediction, reference: ReferenceCurves | None = None, max_ye
     fig.add_trace(
         go.Scatter(
             x=t_years[keep],
-            y=np.asarray(p["survival"])[keep],
+            y=np.asarray(p.survival)[keep],
             mode="lines",
             line={"color": PATIENT_COLOUR, "width": 3},
             name="this patient",
             hovertemplate="%{x:.1f} y: %{y:.1%} recurrence-free<extra>this patient</extra>",
         )
     )
-    for h, years in HORIZON_YEARS.items():
-        if h in p["recurrence"]:
-            s = 1.0 - float(p["recurrence"][h])
-            fig.add_trace(
-                go.Scatter(
-                    x=[years],
-                    y=[s],
-                    mode="markers+text",
-                    marker={"color": PATIENT_COLOUR, "size": 8},
-                    text=[f"{s:.0%}"],
-                    textposition="bottom center",
-                    showlegend=False,
-                    hoverinfo="skip",
-                )
+    for h in p.horizons:
+        s = 1.0 - h.probability
+        fig.add_trace(
+            go.Scatter(
+                x=[h.years],
+                y=[s],
+                mode="markers+text",
+                marker={"color": PATIENT_COLOUR, "size": 8},
+                text=[f"{s:.0%}"],
+                textposition="bottom center",
+                showlegend=False,
+                hoverinfo="skip",
             )
+        )
     fig.update_xaxes(title="years after diagnosis", range=[0, max_years], dtick=1, showgrid=True, gridcolor="#eef2f5")
     fig.update_yaxes(title="recurrence-free survival", range=[0, 1.02], tickformat=".0%", gridcolor="#eef2f5")
     return _layout(fig, 380, legend={"orientation": "h", "y": -0.22, "x": 0})
@@ -177,22 +181,16 @@ def percent_text(percentile: float) -> str:
     return f"{percentile:.0f}%" if 1.0 <= percentile <= 99.0 else f"{percentile:.1f}%"
 
 
-def recurrence_rows(prediction) -> list[dict[str, str]]:
+def recurrence_rows(prediction: Prediction) -> list[dict[str, str]]:
     """Table rows: horizon, probability and 95% interval, formatted as on screen and in the PDF."""
-    p = _pred(prediction)
-    rows = []
-    for h, years in HORIZON_YEARS.items():
-        if h not in p["recurrence"]:
-            continue
-        lo, hi = p["recurrence_interval"][h]
-        rows.append(
-            {
-                "Horizon": f"{years} years",
-                "Recurrence probability": f"{100 * p['recurrence'][h]:.1f}%",
-                "95% interval": f"{100 * lo:.1f}–{100 * hi:.1f}%",
-            }
-        )
-    return rows
+    return [
+        {
+            "Horizon": horizon_label(h.months),
+            "Recurrence probability": f"{100 * h.probability:.1f}%",
+            "95% interval": f"{100 * h.lower:.1f}–{100 * h.upper:.1f}%",
+        }
+        for h in prediction.horizons
+    ]
 
 
 # -- icon array ----------------------------------------------------------------------------------
@@ -219,8 +217,11 @@ def _person_path(x: float, y: float, s: float) -> tuple[dict, dict]:
     return head, body
 
 
-def icon_array_figure(probability: float, horizon_years: int = 5, n: int = 100, columns: int = 10) -> go.Figure:
-    """100 people like her: the first k (filled, red) have a recurrence within ``horizon_years``."""
+def icon_array_figure(
+    probability: float, horizon_months: int = HEADLINE_HORIZON_MONTHS, n: int = 100, columns: int = 10
+) -> go.Figure:
+    """100 people like her: the first k (filled, red) have a recurrence within ``horizon_months``."""
+    years = horizon_years(horizon_months)
     k, rest = icon_counts(probability, n)
     rows = math.ceil(n / columns)
     fig = go.Figure()
@@ -228,7 +229,7 @@ def icon_array_figure(probability: float, horizon_years: int = 5, n: int = 100, 
     for i in range(n):
         row, col = divmod(i, columns)
         x, y = col + 0.5, rows - row - 0.5
-        colour = UP_COLOUR if i < k else NEUTRAL
+        colour = RAISES_RISK_COLOUR if i < k else NEUTRAL
         for shape in _person_path(x, y, 1.0):
             shapes.append({**shape, "fillcolor": colour, "line": {"width": 0}, "layer": "above"})
     fig.update_layout(shapes=shapes)
@@ -238,8 +239,8 @@ def icon_array_figure(probability: float, horizon_years: int = 5, n: int = 100, 
             x=[None],
             y=[None],
             mode="markers",
-            marker={"color": UP_COLOUR, "size": 12},
-            name=f"{k} with a recurrence within {horizon_years} years",
+            marker={"color": RAISES_RISK_COLOUR, "size": 12},
+            name=f"{k} with a recurrence within {years} years",
         )
     )
     fig.add_trace(
@@ -253,7 +254,7 @@ def icon_array_figure(probability: float, horizon_years: int = 5, n: int = 100, 
         legend={"orientation": "h", "y": -0.02, "x": 0},
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
         title={
-            "text": f"Of 100 patients like her, about {k} would have<br>a recurrence within {horizon_years} years",
+            "text": f"Of 100 patients like her, about {k} would have<br>a recurrence within {years} years",
             "font": {"size": 14},
         },
     )
@@ -265,7 +266,7 @@ def icon_array_figure(probability: float, horizon_years: int = 5, n: int = 100, 
 def contributions_figure(explanation) -> go.Figure:
     """Per-modality Shapley contribution (signed, log-risk) beside the inter-modality attention share."""
     e = explanation
-    names = [MODALITY_NAMES[m] + ("" if e.present.get(m, False) else " (compensated)") for m in MODALITIES]
+    names = [MODALITY_LABELS[m] + ("" if e.present.get(m, False) else " (compensated)") for m in MODALITIES]
     phi = [float(e.shapley.get(m, 0.0)) for m in MODALITIES]
     att = [100 * float(e.attention_share.get(m, 0.0)) for m in MODALITIES]
     fig = make_subplots(
@@ -280,7 +281,7 @@ def contributions_figure(explanation) -> go.Figure:
             y=names,
             x=phi,
             orientation="h",
-            marker_color=[UP_COLOUR if v > 0 else DOWN_COLOUR for v in phi],
+            marker_color=[RAISES_RISK_COLOUR if v > 0 else LOWERS_RISK_COLOUR for v in phi],
             text=[f"{v:+.2f}" for v in phi],
             textposition="outside",
             cliponaxis=False,
@@ -336,7 +337,7 @@ def clinical_figure(attributions: Mapping[str, float], record: Mapping | None = 
             y=labels,
             x=values,
             orientation="h",
-            marker_color=[UP_COLOUR if v > 0 else DOWN_COLOUR for v in values],
+            marker_color=[RAISES_RISK_COLOUR if v > 0 else LOWERS_RISK_COLOUR for v in values],
             text=[f"{v:+.3f}" for v in values],
             textposition="outside",
             cliponaxis=False,
@@ -357,7 +358,7 @@ def what_if_figure(rows: Sequence[Mapping]) -> go.Figure:
     p = [100 * float(r["recurrence_60"]) for r in rows]
     lo = [100 * float(r["recurrence_60_interval"][0]) for r in rows]
     hi = [100 * float(r["recurrence_60_interval"][1]) for r in rows]
-    colours = [GROUP_COLOURS.get(str(r["risk_group"]), PATIENT_COLOUR) for r in rows]
+    colours = [RISK_GROUP_COLOURS.get(str(r["risk_group"]), PATIENT_COLOUR) for r in rows]
     fig = go.Figure(
         go.Scatter(
             x=p,
@@ -404,8 +405,8 @@ def ultrasound_overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45,
 def sentence_colour(attribution: float, scale: float) -> str:
     """Background colour of a sentence: red up, blue down, alpha by |attribution| / scale."""
     a = 0.0 if scale <= 0 else min(1.0, abs(attribution) / scale)
-    rgb = (192, 57, 43) if attribution > 0 else (42, 122, 176)
-    return f"rgba({rgb[0]},{rgb[1]},{rgb[2]},{0.08 + 0.5 * a:.2f})"
+    r, g, b = rgb(RAISES_RISK_COLOUR if attribution > 0 else LOWERS_RISK_COLOUR)
+    return f"rgba({r},{g},{b},{0.08 + 0.5 * a:.2f})"
 
 
 def highlighted_sentences_html(sentences: Sequence) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mrrp.errors import InvalidValueError
+from mrrp.vocabulary import ATTENTION_DISPLAY, IG_DISPLAY, PIPELINE_DISPLAY, TileScoreDisplay
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -272,8 +273,13 @@ class TileOverlay:
     coords_l0: np.ndarray  # (N, 2) level-0 top-left corners
     tile_size_l0: int
     scores: np.ndarray  # (N,)
-    signed: bool = False  # True: diverging colours about zero (attributions); False: percentiles
+    display: TileScoreDisplay = PIPELINE_DISPLAY  # scale and colours (mrrp.vocabulary)
     from_bundled_model: bool = False  # a bundled (synthetic-data) model's output: shown with the notice
+
+    @property
+    def signed(self) -> bool:
+        """True for attributions drawn on a diverging scale about zero; False for percentiles."""
+        return self.display.scale == "symmetric"
 
 
 def explanation_overlays(
@@ -304,10 +310,12 @@ def explanation_overlays(
     if tiles.get("integrated_gradients") is not None:
         ig = np.asarray(tiles["integrated_gradients"], dtype=np.float64)
         label = f"Integrated gradients, case {who} (red raises risk)"
-        out.append(TileOverlay(label, coords, size, ig, signed=True, from_bundled_model=bundled))
+        out.append(TileOverlay(label, coords, size, ig, IG_DISPLAY, from_bundled_model=bundled))
     if tiles.get("attention") is not None:
         att = np.asarray(tiles["attention"], dtype=np.float64)
-        out.append(TileOverlay(f"Attention, case {who}", coords, size, att, from_bundled_model=bundled))
+        out.append(
+            TileOverlay(f"Attention, case {who}", coords, size, att, ATTENTION_DISPLAY, from_bundled_model=bundled)
+        )
     return [o for o in out if len(o.scores) == len(coords)]
 
 
@@ -337,16 +345,16 @@ def viewport_heatmap(
     tissue_mask: np.ndarray | None = None,
     mask_downsample: float | None = None,
     alpha: float = 0.4,
-    signed: bool = False,
-    label: str = "score",
+    display: TileScoreDisplay = PIPELINE_DISPLAY,
+    label: str | None = None,
 ) -> HeatmapResult:
-    """Tile scores drawn over the viewport ``image`` (h, w, 3) only.
+    """Tile scores drawn over the viewport ``image`` (h, w, 3) only, under ``display``'s policy.
 
     Colours are fixed by all ``scores`` (N,), not the visible ones, so a tile keeps its colour while
-    panning: percentiles within the slide, or for ``signed`` scores (integrated gradients) a
-    diverging scale symmetric about zero. Work is O(N + viewport pixels) whatever the slide size.
+    panning: percentiles within the slide, or for signed scores (integrated gradients) a diverging scale
+    symmetric about zero. Work is O(N + viewport pixels) whatever the slide size.
     """
-    from mrrp.explain.heatmap import render_heatmap
+    from mrrp.explain.heatmap import render_tile_scores
 
     coords = np.asarray(coords_l0, dtype=np.float64).reshape(-1, 2)  # (N, 2)
     shifted = coords - np.asarray(vp.origin_l0)[None, :]
@@ -354,13 +362,8 @@ def viewport_heatmap(
     if tissue_mask is not None and mask_downsample is not None:
         vp_mask = mask_on_viewport(tissue_mask, mask_downsample, vp)  # (h, w), already on the viewport grid
     values = np.asarray(scores, dtype=np.float64).reshape(-1)
-    kwargs: dict = {"use_percentiles": True}
-    if signed:
-        finite = values[np.isfinite(values)]
-        bound = float(np.max(np.abs(finite))) if finite.size and np.max(np.abs(finite)) > 0 else 1.0
-        kwargs = {"use_percentiles": False, "vmin": -bound, "vmax": bound}
-    return render_heatmap(
-        image, vp.downsample, shifted, tile_size_l0, values, vp_mask, vp.downsample, alpha=alpha, label=label, **kwargs
+    return render_tile_scores(
+        image, vp.downsample, shifted, tile_size_l0, values, display, vp_mask, vp.downsample, alpha=alpha, label=label
     )
 
 

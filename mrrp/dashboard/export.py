@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mrrp.ui import NOTICE
+from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_INPUTS, horizon_years
 
 _KALEIDO_LOCK = threading.Lock()
 _KALEIDO_STATE = {"started": False, "failed": False}  # one kaleido server per process (like a cached model)
@@ -106,7 +107,7 @@ def prediction_json(review, *, model_label: str = "") -> bytes:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model_label,
         "case_id": review.case_id,
-        "prediction": review.pred,
+        "prediction": review.prediction.to_dict(),  # the wire form: horizons keyed "36"/"60"/"84"
         "inputs": {key: review.statuses[key].text for key, _, _ in INPUTS if key in review.statuses},
         "input_sha256": review.input_hashes,
         "compensated": review.compensated,
@@ -180,12 +181,12 @@ def pdf_report(
     ``ultrasound_pngs``: images already drawn by the page.
     """
     from mrrp.dashboard import charts
-    from mrrp.dashboard.intake import INPUTS, MODALITY_LABELS
+    from mrrp.dashboard.intake import INPUTS
 
-    p = review.pred
+    p = review.prediction
     e = review.explanation
     pdf = _new_pdf()
-    pdf.set_title(f"mrrp recurrence-risk review {review.case_id or p['patient_id']}")
+    pdf.set_title(f"mrrp recurrence-risk review {review.case_id or p.patient_id}")
     pdf.set_author("mrrp")
     pdf.set_creator("mrrp dashboard")
     pdf.add_page()
@@ -197,9 +198,9 @@ def pdf_report(
     pdf.multi_cell(
         0,
         5,
-        f"Patient / case: {p['patient_id']}"
+        f"Patient / case: {p.patient_id}"
         + (f" (case {review.case_id})" if review.case_id else "")
-        + f"\nModel: {model_label} — version {p['model_version']}\nGenerated: {generated}",
+        + f"\nModel: {model_label} — version {p.model_version}\nGenerated: {generated}",
         new_x="LMARGIN",
         new_y="NEXT",
     )
@@ -209,14 +210,14 @@ def pdf_report(
 
     _heading(pdf, "Result")
     pdf.set_font("DejaVu", "B", 13)
-    pdf.cell(0, 8, f"{p['risk_group'].capitalize()} risk", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, f"{p.risk_group.capitalize()} risk", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 9.5)
-    lo, hi = p["log_risk_interval"]
+    lo, hi = p.log_risk_interval
     pdf.multi_cell(
         0,
         5,
-        f"Log-risk {p['log_risk']:+.2f} (95% interval {lo:+.2f} to {hi:+.2f}); higher than "
-        f"{charts.percent_text(p['percentile'])} of the reference cohort. {cutoff_text}".strip(),
+        f"Log-risk {p.log_risk:+.2f} (95% interval {lo:+.2f} to {hi:+.2f}); higher than "
+        f"{charts.percent_text(p.percentile)} of the reference cohort. {cutoff_text}".strip(),
         new_x="LMARGIN",
         new_y="NEXT",
     )
@@ -227,7 +228,7 @@ def pdf_report(
         for r in rows:
             table.row(list(r.values()))
     pdf.set_font("DejaVu", "I", 8)
-    pdf.cell(0, 5, f"Interval method: {p.get('interval_method', '')}", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 5, f"Interval method: {p.interval_method}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 9.5)
 
     _heading(pdf, "Inputs")
@@ -237,7 +238,7 @@ def pdf_report(
             if key in review.statuses:
                 table.row([label, review.statuses[key].text])
     if review.compensated:
-        names = ", ".join(MODALITY_LABELS[m] for m in review.compensated)
+        names = ", ".join(MODALITY_INPUTS[m] for m in review.compensated)
         pdf.multi_cell(
             0, 5, f"Compensated by the model: {names}. {review.pattern.sentence()}", new_x="LMARGIN", new_y="NEXT"
         )
@@ -248,7 +249,11 @@ def pdf_report(
     if with_charts:
         figures = [
             ("Recurrence-free survival", charts.survival_figure(p, review.reference), 900),
-            ("5-year recurrence in 100 patients like her", charts.icon_array_figure(p["recurrence"]["60"]), 700),
+            (
+                f"{horizon_years(HEADLINE_HORIZON_MONTHS)}-year recurrence in 100 patients like her",
+                charts.icon_array_figure(p.at(HEADLINE_HORIZON_MONTHS).probability, HEADLINE_HORIZON_MONTHS),
+                700,
+            ),
             ("What each input contributed", charts.contributions_figure(e), 900),
         ]
         if any(e.clinical.values()):
@@ -294,5 +299,5 @@ def pdf_report(
 
     pdf.ln(4)
     pdf.set_font("DejaVu", "I", 7.5)
-    pdf.multi_cell(0, 4, f"{NOTICE} Model version {p['model_version']}.", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4, f"{NOTICE} Model version {p.model_version}.", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

@@ -14,7 +14,6 @@ what to do; it never costs the user the prediction on screen.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -26,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mrrp._hashing import sha256_text
 from mrrp.errors import InputError
-from mrrp.features.store import default_cache_dir
+from mrrp.settings import load_settings
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 15.0
@@ -54,9 +54,8 @@ class HistoryError(InputError):
 
 
 def history_path() -> Path:
-    """``$MRRP_HISTORY_DB``, else ``<MRRP_CACHE_DIR>/history.sqlite``."""
-    env = os.environ.get("MRRP_HISTORY_DB")
-    return Path(env).expanduser() if env else default_cache_dir() / "history.sqlite"
+    """``$MRRP_HISTORY_DB``, else ``<MRRP_CACHE_DIR>/history.sqlite`` (mrrp.settings)."""
+    return load_settings().history_db
 
 
 @dataclass
@@ -81,7 +80,7 @@ class CaseRecord:
 def content_key(input_hashes: dict[str, str], model_version: str) -> str:
     """One key per (inputs, model): the same case reviewed twice with the same model is one row."""
     payload = json.dumps({"inputs": input_hashes, "model": model_version}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return sha256_text(payload)
 
 
 def new_case_id() -> str:

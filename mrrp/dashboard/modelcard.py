@@ -14,17 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mrrp.dashboard.performance import SPLIT_LABELS, Evaluation, cindex_text, format_ci
+from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_WORDS, horizon_key, horizon_label
 
 if TYPE_CHECKING:
     from mrrp.model.bundle import LoadedBundle
 
 ENCODER_ROLES = {"tile": "Slide tiles", "ultrasound_image": "Ultrasound images", "text": "Report sentences"}
-MODALITY_WORDS = {
-    "slide": "H&E slide",
-    "ultrasound": "ultrasound",
-    "path_report": "pathology report",
-    "clinical": "clinical record",
-}
 
 
 @dataclass
@@ -89,9 +84,15 @@ def _metric_rows(card_metrics: dict, evaluation: Evaluation | None) -> tuple[lis
             where = SPLIT_LABELS[split]
             rows.append((f"{where}: patients (recurrences)", f"{r['n']} ({r['events']})"))
             rows.append((f"{where}: Harrell's C (95% CI)", cindex_text(evaluation, split)))
-            auc5 = r.get("td_auc", {}).get("60")
-            if auc5 is not None:
-                rows.append((f"{where}: AUC at 5 years (95% CI)", format_ci(auc5, r.get("ci95", {}).get("td_auc.60"))))
+            key = horizon_key(HEADLINE_HORIZON_MONTHS)  # the report's key, "60"
+            auc = r.get("td_auc", {}).get(key)
+            if auc is not None:
+                rows.append(
+                    (
+                        f"{where}: AUC at {horizon_label(HEADLINE_HORIZON_MONTHS)} (95% CI)",
+                        format_ci(auc, r.get("ci95", {}).get(f"td_auc.{key}")),
+                    )
+                )
         return rows, evaluation.source
     rows = [(str(k), f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in (card_metrics or {}).items()]
     return rows, ("model card" if rows else None)

@@ -13,16 +13,17 @@ import os
 from pathlib import Path
 
 from mrrp.model.bundle import BUNDLE_FORMAT, LoadedBundle, load_bundle
+from mrrp.resources import bundled_model_dir
+from mrrp.settings import load_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_MODEL_DIR = REPO_ROOT / "assets" / "models" / "mrrp-demo"
+BUNDLED_MODEL_DIR = bundled_model_dir("mrrp-demo")  # inside the installed package, or the checkout's assets/
 BUNDLED_LABEL = "mrrp-demo (bundled)"
 SESSION_KEY = "model_path"
 
 
 def models_dir() -> Path:
-    """The site models folder: ``$MRRP_MODELS_DIR``, else ``./models``."""
-    return Path(os.environ.get("MRRP_MODELS_DIR", "models")).expanduser()
+    """The site models folder: ``$MRRP_MODELS_DIR``, else ``./models`` (mrrp.settings)."""
+    return load_settings().models_dir
 
 
 def _looks_like_bundle(folder: Path) -> bool:
@@ -71,7 +72,7 @@ def model_version(bundle: LoadedBundle) -> str:
 
 
 def _load_uncached(path: str) -> LoadedBundle:
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
 
     with torch_threads(1):
         return load_bundle(path)

@@ -14,35 +14,36 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mrrp._fs import atomic_write_json
 from mrrp.errors import InputError
+from mrrp.resources import MODEL_REPORT, bundled_path, bundled_root
+from mrrp.vocabulary import (
+    HORIZONS_MONTHS,
+    MODALITIES,
+    MODALITY_INPUTS,
+    RISK_GROUP_COLOURS,
+    RISK_GROUPS,
+    SITE_COLOURS,
+    horizon_key,
+    horizon_label,
+    sentence_start,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from mrrp.model.bundle import LoadedBundle
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_REPORT = REPO_ROOT / "docs" / "model_report.json"
+BUNDLED_REPORT = bundled_path(MODEL_REPORT)  # the bundled model's report; ships with the package
 # Files a site may keep inside its bundle folder (not part of the bundle's checksums).
 REPORT_NAMES = ("model_report.json", "evaluation.json")
 SPLIT_LABELS = {"test": "Internal test set", "external": "External site"}
-HORIZON_LABELS = {"36": "3 years", "60": "5 years", "84": "7 years"}
-GROUPS = ("low", "intermediate", "high")
-GROUP_COLOURS = {"low": "#2c7fb8", "intermediate": "#f0a202", "high": "#c0392b"}
-SITE_COLOURS = {"test": "#1f4e79", "external": "#8e44ad"}
-MODALITY_LABELS = {
-    "slide": "H&E slide",
-    "ultrasound": "Ultrasound (images and report)",
-    "path_report": "Pathology report",
-    "clinical": "Clinical record",
-}
 
 
 class EvaluationError(InputError):
@@ -113,7 +114,7 @@ def find_evaluation(bundle: LoadedBundle, cache_dir: str | os.PathLike[str]) -> 
 
 def _describe(path: Path) -> str:
     try:
-        return str(path.resolve().relative_to(REPO_ROOT))
+        return str(path.resolve().relative_to(bundled_root()))
     except ValueError:
         return str(path)
 
@@ -143,25 +144,13 @@ def evaluate_on_manifest(
     result["manifest"] = str(manifest)
     cached = _cached_path(Path(cache_dir), str(result["checksum"]))
     if is_bundled(bundle.path):
-        _write_json_atomic(cached, result)
+        atomic_write_json(cached, result, indent=2, default=float)
     else:
         try:
-            _write_json_atomic(Path(bundle.path) / "evaluation.json", result)
+            atomic_write_json(Path(bundle.path) / "evaluation.json", result, indent=2, default=float)
         except OSError:
-            _write_json_atomic(cached, result)
+            atomic_write_json(cached, result, indent=2, default=float)
     return parse_report(result, f"evaluation on {Path(manifest).name}")
-
-
-def _write_json_atomic(target: Path, data: dict) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=float)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- numbers as text -------------------------------------------------------------------------------
@@ -195,8 +184,9 @@ def site_table(ev: Evaluation) -> list[dict[str, object]]:
             "Harrell's C (95% CI)": format_ci(r.get("harrell_c"), ci.get("harrell_c")),
             "Uno's C (95% CI)": format_ci(r.get("uno_c"), ci.get("uno_c")),
         }
-        for h, label in HORIZON_LABELS.items():
-            row[f"AUC at {label}"] = format_ci(r.get("td_auc", {}).get(h), ci.get(f"td_auc.{h}"))
+        for m in HORIZONS_MONTHS:  # reports key horizons as strings: "60", "td_auc.60"
+            key = horizon_key(m)
+            row[f"AUC at {horizon_label(m)}"] = format_ci(r.get("td_auc", {}).get(key), ci.get(f"td_auc.{key}"))
         row["Integrated Brier score"] = format_ci(r.get("integrated_brier"), ci.get("integrated_brier"))
         p = r.get("km_by_group", {}).get("logrank_p")
         row["Log-rank p (risk groups)"] = "—" if p is None else (f"{p:.2g}" if p >= 1e-4 else "< 0.0001")
@@ -214,8 +204,8 @@ def missing_pattern_table(ev: Evaluation) -> list[dict[str, object]]:
             **{SPLIT_LABELS[s]: round(float(r["harrell_c"]), 3) for s, r in ev.splits.items()},
         }
     ]
-    for modality, label in MODALITY_LABELS.items():
-        row: dict[str, object] = {"Data available": f"Without {label.lower()} (compensated)"}
+    for modality in MODALITIES:
+        row: dict[str, object] = {"Data available": f"Without {MODALITY_INPUTS[modality].lower()} (compensated)"}
         for s, r in ev.splits.items():
             value = r.get("cindex_by_missing_pattern", {}).get(f"without_{modality}")
             row[SPLIT_LABELS[s]] = None if value is None else round(float(value), 3)
@@ -246,12 +236,13 @@ def td_auc_figure(ev: Evaluation) -> go.Figure:
     fig = go.Figure()
     for split, r in ev.splits.items():
         auc, ci = r.get("td_auc", {}), r.get("ci95", {})
-        hs = [h for h in HORIZON_LABELS if h in auc]
+        months = [m for m in HORIZONS_MONTHS if horizon_key(m) in auc]
+        hs = [horizon_key(m) for m in months]  # the report's keys
         lows = [auc[h] - ci.get(f"td_auc.{h}", (auc[h], auc[h]))[0] for h in hs]
         highs = [ci.get(f"td_auc.{h}", (auc[h], auc[h]))[1] - auc[h] for h in hs]
         fig.add_bar(
             name=SPLIT_LABELS[split],
-            x=[HORIZON_LABELS[h] for h in hs],
+            x=[horizon_label(m) for m in months],
             y=[auc[h] for h in hs],
             marker_color=SITE_COLOURS[split],
             error_y={"type": "data", "array": highs, "arrayminus": lows},
@@ -296,7 +287,7 @@ def km_figure(ev: Evaluation, split: str) -> go.Figure:
 
     km = ev.splits[split].get("km_by_group", {})
     fig = go.Figure()
-    for g in GROUPS:
+    for g in RISK_GROUPS:
         c = km.get("curves", {}).get(g)
         if not c:
             continue
@@ -307,7 +298,7 @@ def km_figure(ev: Evaluation, split: str) -> go.Figure:
             y=[1.0, *c["survival"]],
             mode="lines",
             line_shape="hv",
-            line_color=GROUP_COLOURS[g],
+            line_color=RISK_GROUP_COLOURS[g],
             name=f"{g} risk (n={c['n']}, {c['events']} recurrences)",
             hovertemplate="%{x:.1f} years: %{y:.1%} recurrence-free<extra></extra>",
         )
@@ -324,13 +315,13 @@ def missing_pattern_figure(ev: Evaluation) -> go.Figure:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    labels = [MODALITY_LABELS[m] for m in MODALITY_LABELS]
+    labels = [sentence_start(MODALITY_INPUTS[m]) for m in MODALITIES]
     for split, r in ev.splits.items():
         pats = r.get("cindex_by_missing_pattern", {})
         fig.add_bar(
             name=f"{SPLIT_LABELS[split]} without…",
             x=labels,
-            y=[pats.get(f"without_{m}") for m in MODALITY_LABELS],
+            y=[pats.get(f"without_{m}") for m in MODALITIES],
             marker_color=SITE_COLOURS[split],
             hovertemplate="without %{x}: C %{y:.3f}<extra></extra>",
         )

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mrrp import resources
 from mrrp.model.bundle import LoadedBundle
-from mrrp.model.fusion import MODALITIES
-from mrrp.model.survival import RISK_GROUPS
+from mrrp.vocabulary import MODALITIES, RISK_GROUPS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL_REPORT = REPO_ROOT / "docs" / "model_report.json"
+MODEL_REPORT = resources.bundled_path(resources.MODEL_REPORT)  # the bundled model's report; ships with the package
 SPLIT_LABELS = {"test": "internal test", "external": "external site"}
 
 

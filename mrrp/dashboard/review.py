@@ -9,6 +9,7 @@ looked up again and is optional).
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,19 +27,20 @@ from mrrp.dashboard.reference import (
     missing_pattern_cindex,
     reference_curves,
 )
+from mrrp.dashboard.slideanalysis import Thumbnail
 from mrrp.explain.types import Explanation, SentenceAttribution, TileAttribution
 from mrrp.features.case import CaseFeatures
 from mrrp.model.bundle import LoadedBundle
-from mrrp.model.fusion import MODALITIES
 from mrrp.model.predict import Prediction, predict_cases
+from mrrp.vocabulary import EXPLANATION_TILE_DISPLAYS, HEADLINE_HORIZON_MONTHS, MODALITIES, MODALITY_LABELS
 
 ProgressFn = Callable[[float, str], None]
-TILE_SCORE_KINDS = {"Integrated Gradients (signed)": "ig", "Attention": "attention"}
+TILE_SCORE_KINDS = {d.name: d.kind for d in EXPLANATION_TILE_DISPLAYS.values()}  # menu label → kind
 
 
 @dataclass
 class Review:
-    prediction: Prediction | dict
+    prediction: Prediction
     explanation: Explanation
     pattern: PatternPerformance
     reference: ReferenceCurves
@@ -49,11 +51,6 @@ class Review:
     timings_s: dict[str, float] = field(default_factory=dict)
     # identifies this review in the session (e.g. which drawn heatmap belongs to which case)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    @property
-    def pred(self) -> dict:
-        p = self.prediction
-        return p.to_dict() if hasattr(p, "to_dict") else dict(p)
 
     @property
     def compensated(self) -> list[str]:
@@ -83,20 +80,19 @@ def what_if_rows(bundle: LoadedBundle, case: CaseFeatures, prediction: Predictio
     for k, m in enumerate(drops):
         mask[k, MODALITIES.index(m)] = False
     preds = predict_cases(bundle, [case] * len(drops), present=mask)
-    from mrrp.dashboard.charts import MODALITY_NAMES
-
-    rows += [_row(f"without {MODALITY_NAMES[m].lower()}", p) for m, p in zip(drops, preds, strict=True)]
+    rows += [_row(f"without {MODALITY_LABELS[m].lower()}", p) for m, p in zip(drops, preds, strict=True)]
     return rows
 
 
 def _row(label: str, p: Prediction) -> dict:
+    headline = p.at(HEADLINE_HORIZON_MONTHS)
     return {
         "label": label,
         "risk_group": p.risk_group,
         "log_risk": p.log_risk,
         "percentile": p.percentile,
-        "recurrence_60": p.recurrence["60"],
-        "recurrence_60_interval": p.recurrence_interval["60"],
+        "recurrence_60": headline.probability,
+        "recurrence_60_interval": (headline.lower, headline.upper),
     }
 
 
@@ -133,6 +129,18 @@ def review_case(
     if progress:
         progress(1.0, "Done.")
     return review
+
+
+def nothing_usable(intake: IntakeResult) -> str | None:
+    """The one message for a patient none of whose inputs could be used (None when one could): what to
+    give, then why each invalid input was refused. Such a patient is never predicted."""
+    if intake.case.present.any():
+        return None
+    problems = [f"{s.label} — {s.text}" for s in intake.statuses.values() if s.state == "invalid"]
+    return (
+        "None of the inputs could be used: give at least one of the slide, ultrasound, a report or the clinical record."
+        + ("\n\n" + "\n\n".join(problems) if problems else "")
+    )
 
 
 def explanation_from_dict(d: dict) -> Explanation:
@@ -199,7 +207,7 @@ def review_from_record(bundle: LoadedBundle, record: CaseRecord) -> Review:
             statuses[key] = InputStatus(key, "missing")
     compensated = [m for m in MODALITIES if not explanation.present.get(m, False)]
     return Review(
-        prediction=record.prediction,
+        prediction=Prediction.from_dict(record.prediction),
         explanation=explanation,
         pattern=missing_pattern_cindex(evaluation, compensated),
         reference=reference_curves(bundle, evaluation),
@@ -212,20 +220,6 @@ def review_from_record(bundle: LoadedBundle, record: CaseRecord) -> Review:
 # -- slide heatmap ------------------------------------------------------------------------------
 
 
-@dataclass
-class Thumbnail:
-    image: np.ndarray  # (H, W, 3) uint8
-    downsample: float  # level-0 px per thumbnail px
-
-
-def slide_thumbnail(path: Path, mpp: float | None, max_size_px: int = 1024) -> Thumbnail:
-    from mrrp.io.slides import open_slide
-
-    with open_slide(path, mpp=mpp) as slide:
-        image, ds = slide.thumbnail(max_size_px)
-    return Thumbnail(image, float(ds))
-
-
 def heatmap_overlay(
     thumb: Thumbnail,
     explanation: Explanation,
@@ -236,43 +230,25 @@ def heatmap_overlay(
 ):
     """HeatmapResult of the tile scores over the thumbnail, as ``mrrp explain --heatmap`` draws them.
 
-    Signed IG on a diverging map centred on 0 (red: towards higher risk); attention as percentiles.
+    The display policy of ``kind`` (mrrp.vocabulary): signed IG on a diverging map centred on 0 (red:
+    towards higher risk); attention as percentiles.
     """
-    from mrrp.explain.heatmap import render_heatmap
+    from mrrp.explain.heatmap import render_tile_scores
     from mrrp.explain.render import tile_scores
 
     scores = tile_scores(explanation, kind)
     t = explanation.tiles
     assert t is not None  # tile_scores raised otherwise
-    if kind == "ig":
-        bound = float(np.max(np.abs(scores))) if scores.size and np.max(np.abs(scores)) > 0 else 1.0
-        return render_heatmap(
-            thumb.image,
-            thumb.downsample,
-            t.coords_l0,
-            t.tile_size_l0,
-            scores,
-            tissue_mask,
-            mask_downsample,
-            cmap="coolwarm",
-            alpha=alpha,
-            use_percentiles=False,
-            vmin=-bound,
-            vmax=bound,
-            label="Integrated Gradients (log-risk per tile)",
-        )
-    return render_heatmap(
+    return render_tile_scores(
         thumb.image,
         thumb.downsample,
         t.coords_l0,
         t.tile_size_l0,
         scores,
+        EXPLANATION_TILE_DISPLAYS[kind],
         tissue_mask,
         mask_downsample,
-        cmap="viridis",
         alpha=alpha,
-        use_percentiles=True,
-        label="attention (percentile within this slide)",
     )
 
 
@@ -303,37 +279,23 @@ def what_if_summary(bundle: LoadedBundle, review: Review, drop: Iterable[str]) -
     from mrrp.model.survival import percentile
 
     drop = [m for m in MODALITIES if m in set(drop)]
-    base = review.pred
-    out = {
-        "dropped": drop,
-        "risk_group": base["risk_group"],
-        "recurrence_60": base["recurrence"]["60"],
-        "recurrence_60_interval": tuple(base["recurrence_interval"]["60"]),
-        "log_risk": base["log_risk"],
-        "percentile": base["percentile"],
-        "available": True,
-    }
+    base = review.prediction
+    out = {"dropped": drop, **_row("", base), "available": True}
     if not drop:
         return out
     if review.intake is not None:
         remaining = [m for m in MODALITIES if review.explanation.present.get(m) and m not in drop]
         if not remaining:
             return {**out, "available": False, "reason": "Leaving out every input leaves nothing of the patient."}
-        p = what_if(bundle, review.intake.case, drop)
-        return {
-            **out,
-            "risk_group": p.risk_group,
-            "recurrence_60": p.recurrence["60"],
-            "recurrence_60_interval": tuple(p.recurrence_interval["60"]),
-            "log_risk": p.log_risk,
-            "percentile": p.percentile,
-        }
+        return {**out, **_row("", what_if(bundle, review.intake.case, drop))}
     if len(drop) == 1 and drop[0] in review.explanation.counterfactual:
         lr = float(review.explanation.counterfactual[drop[0]])
         return {
             **out,
             "risk_group": str(bundle.cutoffs.group(lr)[0]),
-            "recurrence_60": float(bundle.ensemble_baseline.recurrence_probability(lr, 60.0)[0]),
+            "recurrence_60": float(
+                bundle.ensemble_baseline.recurrence_probability(lr, float(HEADLINE_HORIZON_MONTHS))[0]
+            ),
             "recurrence_60_interval": None,
             "log_risk": lr,
             "percentile": percentile(lr, bundle.reference_risk),
@@ -351,8 +313,8 @@ def find_slide(fingerprint: str, folders: Iterable[Path], max_files: int = 500) 
     finds its slide again by content: the demo folder, saved uploads and the local slide folder.
     """
     from mrrp.errors import InputError
+    from mrrp.io.slide_files import list_local_slides
     from mrrp.io.slides import slide_fingerprint
-    from mrrp.viewer import list_local_slides
 
     seen = 0
     for folder in folders:
@@ -366,3 +328,116 @@ def find_slide(fingerprint: str, folders: Iterable[Path], max_files: int = 500) 
             except (InputError, OSError):
                 continue
     return None
+
+
+def slide_search_folders(cache_dir: str | os.PathLike[str], slide_dir: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Where a reopened case's slide is looked for: the cache (demo slides and saved uploads) and the local
+    slide folder, as strings (a cache key for the page)."""
+    return (str(cache_dir), str(slide_dir))
+
+
+@dataclass(frozen=True)
+class ReviewSlide:
+    """The slide a review's heatmap is drawn on. ``path`` None: the file is not on this computer any more."""
+
+    path: Path | None
+    mpp: float | None = None  # the resolution the user entered, when the slide does not record it
+    tissue_mask: np.ndarray | None = None  # (h, w) bool, known for a live review only
+    mask_downsample: float | None = None  # level-0 px per mask px
+
+
+def review_slide(
+    review: Review,
+    folders: tuple[str, ...],
+    find: Callable[[str, tuple[str, ...]], str | Path | None] | None = None,
+) -> ReviewSlide | None:
+    """The slide of ``review``, or None when the case has no tile attributions to draw.
+
+    A live review knows its file and tissue mask; a case reopened from the history finds its slide by
+    fingerprint under ``folders`` with ``find`` (default :func:`find_slide`; the page passes a cached one).
+    """
+    if review.explanation.tiles is None:
+        return None
+    live = review.intake.slide if review.intake is not None else None
+    if live is not None:
+        return ReviewSlide(live.path, live.mpp, live.tissue_mask, live.mask_downsample)
+    fingerprint = review.input_hashes.get("slide")
+    if fingerprint is None:
+        return ReviewSlide(None)
+    if find is None:
+        found = find_slide(fingerprint, [Path(f) for f in folders])
+    else:
+        found = find(fingerprint, folders)
+    return ReviewSlide(Path(found) if found else None)
+
+
+# -- the model a shown result came from ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelMismatch:
+    """A review shown under another model than the active one: what to tell the user, and whether the
+    result stays on screen (a stored case does; a live result is recomputed instead, never mixed)."""
+
+    keep: bool
+    message: str
+
+
+def model_mismatch(review: Review, active_version: str) -> ModelMismatch | None:
+    """None when ``review`` was computed with the active model (``active_version``, as in its predictions)."""
+    shown = review.prediction.model_version
+    if shown == active_version:
+        return None
+    if review.intake is not None:
+        return ModelMismatch(
+            keep=False,
+            message=f"The result shown before was computed with {shown}; analyse the patient "
+            f"again to use {active_version}.",
+        )
+    return ModelMismatch(
+        keep=True,
+        message=f"This case was computed with model {shown}; the active model is "
+        f"{active_version}. The risk-group chart shows the active model's cut-offs.",
+    )
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def model_label(bundled: bool, model_path: Path) -> str:
+    """How the exports name the model: the bundled demo model says it was trained on synthetic data."""
+    return "bundled demo model (synthetic data)" if bundled else str(model_path.name)
+
+
+def export_stem(review: Review) -> str:
+    """The file name of this review's downloads, without the suffix: its case id, else the patient id."""
+    return "mrrp-" + (review.case_id or review.prediction.patient_id).replace("/", "_")
+
+
+def drawn_heatmap(review: Review, drawn: tuple[str, bytes] | None) -> bytes | None:
+    """The heatmap PNG the page drew, if it was drawn for this review (never another case's)."""
+    return drawn[1] if drawn and drawn[0] == review.token else None
+
+
+def review_pdf(review: Review, *, model_label: str, cutoff_text: str, heatmap_png: bytes | None) -> bytes:
+    """The PDF report of ``review``: the live case's clinical record and ultrasound Grad-CAM overlays go in
+    with it (a case reopened from the history keeps neither)."""
+    from mrrp.dashboard.charts import ultrasound_overlay
+    from mrrp.dashboard.export import pdf_report, png_bytes
+
+    us_pngs: list[bytes] = []
+    record = None
+    if review.intake is not None:
+        record = review.intake.clinical_record
+        us_pngs = [
+            png_bytes(ultrasound_overlay(img, heat, 0.5))
+            for img, heat in zip(review.intake.us_images, review.explanation.us_overlays, strict=False)
+        ]
+    return pdf_report(
+        review,
+        model_label=model_label,
+        cutoff_text=cutoff_text,
+        record=record,
+        heatmap_png=heatmap_png,
+        ultrasound_pngs=us_pngs,
+    )

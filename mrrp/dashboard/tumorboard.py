@@ -10,19 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mrrp.model.predict import horizon_risks
+from mrrp.vocabulary import (
+    CASE_COLOURS,
+    HEADLINE_HORIZON_MONTHS,
+    HORIZONS_MONTHS,
+    MODALITY_WORDS,
+    horizon_label,
+    sentence_start,
+)
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from mrrp.dashboard.history import CaseRecord
-
-MODALITY_WORDS = {
-    "slide": "H&E slide",
-    "ultrasound": "ultrasound",
-    "path_report": "pathology report",
-    "clinical": "clinical record",
-}
-GROUP_COLOURS = {"low": "#2c7fb8", "intermediate": "#d68910", "high": "#c0392b"}
-CASE_COLOURS = ("#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#d68910", "#2c3e50")
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class CaseCard:
     created: str  # "2026-05-01 10:02 UTC"
     risk_group: str
     percentile: str  # "72nd percentile of the reference cohort"
-    recurrence_5y: str  # "18% (12–25%)"
-    recurrence_3y: str
-    recurrence_7y: str
+    recurrence_title: str  # "Recurrence within 5 years" (the headline horizon)
+    recurrence: str  # "18% (12–25%)" by the headline horizon
+    recurrence_other: str  # "3 years 9% (5–14%) · 7 years 25% (18–33%)"
     compensated: str  # "All four modalities present" or "Compensated: H&E slide"
     top_contribution: str | None  # the modality with the largest Shapley value: "H&E slide, towards higher risk"
     model_version: str
@@ -47,15 +48,10 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _prob(pred: dict, horizon: str) -> str:
-    p = pred.get("recurrence", {}).get(horizon)
-    if p is None:
-        return "—"
-    text = f"{100 * p:.0f}%"
-    lo_hi = pred.get("recurrence_interval", {}).get(horizon)
-    if lo_hi:
-        text += f" ({100 * lo_hi[0]:.0f}–{100 * lo_hi[1]:.0f}%)"
-    return text
+def _prob(risks: dict, months: int) -> str:
+    """'18% (12–25%)', or '—' for a horizon the stored prediction lacks."""
+    h = risks.get(months)
+    return "—" if h is None else f"{100 * h.probability:.0f}% ({100 * h.lower:.0f}–{100 * h.upper:.0f}%)"
 
 
 def is_bundled_version(model_version: str) -> bool:
@@ -74,13 +70,13 @@ def _top_contribution(explanation: dict | None) -> str | None:
     if abs(value) < 1e-9:
         return None
     direction = "towards higher risk" if value > 0 else "towards lower risk"
-    name = MODALITY_WORDS.get(modality, modality)
-    return f"{name[0].upper()}{name[1:]}, {direction}"
+    return f"{sentence_start(MODALITY_WORDS.get(modality, modality))}, {direction}"
 
 
 def case_card(record: CaseRecord) -> CaseCard:
     """The words and numbers one case shows on the board."""
-    pred = record.prediction
+    pred = record.prediction  # the stored wire form (a dict), possibly from an older version
+    risks = horizon_risks(pred)
     compensated = [MODALITY_WORDS.get(m, m) for m in pred.get("compensated", [])]
     pct = pred.get("percentile")
     return CaseCard(
@@ -89,9 +85,11 @@ def case_card(record: CaseRecord) -> CaseCard:
         created=record.created_at[:16].replace("T", " ") + " UTC",
         risk_group=str(pred.get("risk_group", "?")),
         percentile="—" if pct is None else f"{ordinal(int(round(pct)))} percentile of the reference cohort",
-        recurrence_5y=_prob(pred, "60"),
-        recurrence_3y=_prob(pred, "36"),
-        recurrence_7y=_prob(pred, "84"),
+        recurrence_title=f"Recurrence within {horizon_label(HEADLINE_HORIZON_MONTHS)}",
+        recurrence=_prob(risks, HEADLINE_HORIZON_MONTHS),
+        recurrence_other=" · ".join(
+            f"{horizon_label(m)} {_prob(risks, m)}" for m in HORIZONS_MONTHS if m != HEADLINE_HORIZON_MONTHS
+        ),
         compensated=("Compensated: " + ", ".join(compensated)) if compensated else "All modalities present",
         top_contribution=_top_contribution(record.explanation),
         model_version=record.model_version,
@@ -111,6 +109,7 @@ def survival_figure(records: list[CaseRecord], font_size: int = 20) -> go.Figure
             continue
         years = [m / 12.0 for m in t]
         colour = CASE_COLOURS[i % len(CASE_COLOURS)]
+        dash = ("solid", "dash", "dot")[(i // len(CASE_COLOURS)) % 3]  # more cases than colours: new line style
         name = f"{pred.get('patient_id') or rec.case_id} ({pred.get('risk_group', '?')})"
         if pred.get("survival_lower") and pred.get("survival_upper"):
             fig.add_scatter(
@@ -128,7 +127,7 @@ def survival_figure(records: list[CaseRecord], font_size: int = 20) -> go.Figure
             y=pred["survival"],
             mode="lines",
             name=name,
-            line={"color": colour, "width": 4},
+            line={"color": colour, "width": 4, "dash": dash},
             hovertemplate="%{x:.1f} years: %{y:.0%} recurrence-free<extra>" + name + "</extra>",
         )
     fig.update_layout(

@@ -452,7 +452,7 @@ def explain_case(
     ``us_images`` are the grayscale uint8 images as read by ``mrrp.io.ultrasound.read_ultrasound``,
     in the order of the case's ultrasound tokens; without them ``us_overlays`` stays empty.
     """
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
     from mrrp.model.batch import collate
 
     if int(ig_steps) < 2:

@@ -22,6 +22,7 @@ from mrrp.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from mrrp.io.slides import Slide
+    from mrrp.vocabulary import TileScoreDisplay
 
 # Guards against 49.9999999 -> 49 when a level-0 edge falls exactly on a thumbnail pixel edge
 # but the downsample is not exactly representable (e.g. 100000 / 1024).
@@ -318,6 +319,54 @@ def render_heatmap(
         vmax=hi,
         cmap=cmap,
         label=label,
+    )
+
+
+def display_kwargs(display: TileScoreDisplay, scores: np.ndarray) -> dict:
+    """The :func:`render_heatmap` arguments that draw ``scores`` (N,) under ``display``'s policy.
+
+    A symmetric scale spans +-max|score| over all finite scores (1 when every score is 0), so a tile keeps
+    its colour in any view of the slide; a percentile scale ranks against all ``scores``.
+    """
+    if display.scale == "symmetric":
+        values = np.abs(np.asarray(scores, dtype=np.float64).reshape(-1))
+        values = values[np.isfinite(values)]
+        bound = float(values.max()) if values.size and values.max() > 0 else 1.0
+        return {"cmap": display.cmap, "use_percentiles": False, "vmin": -bound, "vmax": bound}
+    return {"cmap": display.cmap, "use_percentiles": True}
+
+
+def render_tile_scores(
+    thumbnail: np.ndarray,
+    thumb_downsample: float,
+    coords_l0: np.ndarray,
+    tile_size_l0: int,
+    scores: np.ndarray,
+    display: TileScoreDisplay,
+    tissue_mask: np.ndarray | None = None,
+    mask_downsample: float | None = None,
+    *,
+    alpha: float = 0.4,
+    blur_sigma_px: float = 0.0,
+    label: str | None = None,
+) -> HeatmapResult:
+    """:func:`render_heatmap` with the scale, colour map and label of ``display`` (mrrp.vocabulary).
+
+    Every screen and file that draws tile scores comes through here, so IG is always signed on a
+    symmetric diverging map and attention always a percentile; ``label`` overrides the colour-bar label.
+    """
+    return render_heatmap(
+        thumbnail,
+        thumb_downsample,
+        coords_l0,
+        tile_size_l0,
+        scores,
+        tissue_mask,
+        mask_downsample,
+        alpha=alpha,
+        blur_sigma_px=blur_sigma_px,
+        label=display.label if label is None else label,
+        **display_kwargs(display, scores),
     )
 
 

@@ -7,19 +7,20 @@ are drawn by the same code as ``mrrp explain --heatmap``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mrrp._fs import atomic_write_bytes
 from mrrp.errors import InputError
+from mrrp.vocabulary import EXPLANATION_TILE_DISPLAYS
 
 if TYPE_CHECKING:
     from mrrp.explain.types import Explanation
     from mrrp.io.manifest import ManifestRow
 
-SCORE_KINDS = ("ig", "attention")
+SCORE_KINDS = tuple(EXPLANATION_TILE_DISPLAYS)
 
 
 def find_patient(manifest: str | os.PathLike[str], patient_id: str) -> ManifestRow:
@@ -38,19 +39,6 @@ def read_us_images(row: ManifestRow) -> list[np.ndarray]:
     from mrrp.io.ultrasound import read_ultrasound
 
     return [read_ultrasound(p).image for p in row.us_image_paths]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; pictures are read by everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def tile_scores(explanation: Explanation, kind: str) -> np.ndarray:
@@ -73,10 +61,10 @@ def slide_heatmap(
 ):
     """(HeatmapResult, thumbnail downsample) of the tile scores over the slide thumbnail.
 
-    Signed IG is drawn on a diverging map centred on 0 (red: towards higher risk, blue: lower); the
-    attention on percentiles (the field's convention for attention maps).
+    Drawn with the display policy of ``kind`` (:data:`mrrp.vocabulary.EXPLANATION_TILE_DISPLAYS`): signed
+    IG on a diverging map centred on 0 (red: towards higher risk, blue: lower), attention as percentiles.
     """
-    from mrrp.explain.heatmap import render_heatmap
+    from mrrp.explain.heatmap import render_tile_scores
     from mrrp.io.slides import open_slide
 
     scores = tile_scores(explanation, kind)
@@ -84,33 +72,9 @@ def slide_heatmap(
     assert t is not None  # tile_scores checked
     with open_slide(slide_path, mpp=slide_mpp) as slide:
         thumb, ds = slide.thumbnail(max_size_px)
-    if kind == "ig":
-        bound = float(np.max(np.abs(scores))) if scores.size and np.max(np.abs(scores)) > 0 else 1.0
-        result = render_heatmap(
-            thumb,
-            ds,
-            t.coords_l0,
-            t.tile_size_l0,
-            scores,
-            cmap="coolwarm",
-            alpha=0.55,
-            use_percentiles=False,
-            vmin=-bound,
-            vmax=bound,
-            label="Integrated Gradients (log-risk per tile)",
-        )
-    else:
-        result = render_heatmap(
-            thumb,
-            ds,
-            t.coords_l0,
-            t.tile_size_l0,
-            scores,
-            cmap="viridis",
-            alpha=0.55,
-            use_percentiles=True,
-            label="attention (percentile)",
-        )
+    result = render_tile_scores(
+        thumb, ds, t.coords_l0, t.tile_size_l0, scores, EXPLANATION_TILE_DISPLAYS[kind], alpha=0.55
+    )
     return result, ds
 
 
@@ -163,7 +127,7 @@ def write_png(path: str | os.PathLike[str], data: bytes) -> Path:
         raise InputError(f"The picture '{out.name}' must end in .png.")
     if not out.parent.exists():
         raise InputError(f"The output folder '{out.parent}' does not exist.")
-    _atomic_write_bytes(out, data)
+    atomic_write_bytes(out, data)
     return out
 
 

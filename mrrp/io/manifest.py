@@ -11,10 +11,10 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mrrp._fs import atomic_open
 from mrrp.errors import InputError, InvalidValueError
 from mrrp.schema import CLINICAL_FIELD_NAMES, FIELDS_BY_NAME
 
@@ -191,16 +191,9 @@ def write_manifest(
 
 def write_csv_atomic(rows: list[dict[str, object]], out: Path, columns: list[str]) -> Path:
     """Rows (dicts keyed by column; ``None`` → empty cell, other keys ignored) to ``out`` via a temporary file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
     return out

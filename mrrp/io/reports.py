@@ -4,6 +4,9 @@ Accepts UTF-8 (with or without BOM), UTF-16/32 with a BOM, and Windows-1252/Lati
 what is not plain text (PDF, Word, images, DICOM, anything with NUL bytes), empty reports and reports over
 :data:`MAX_REPORT_BYTES`. Line endings are normalised to ``\\n``. Every failure a user can cause is a
 :class:`ReportError` with a one-sentence message meant for a clinician.
+
+:func:`split_sentences` cuts a report into the sentences the text encoder embeds one by one (real reports
+and the synthetic cohort's alike).
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ MAX_REPORT_BYTES = 100_000
 
 # Share of control characters (other than tab/newline/form feed) above which decoded "text" is binary.
 _MAX_CONTROL_FRACTION = 0.01
+
+# Never split after these (lower case, without the final period). The synthetic report generator never
+# puts a typo in them either, so its reports split as they were written.
+ABBREVIATIONS = frozenset(
+    {"approx", "appr", "e.g", "i.e", "eg", "ie", "dr", "prof", "mr", "mrs", "ms", "vs", "cf", "incl", "resp", "fig"}
+)
 
 # A pasted single line that names a file rather than being report text (so a typo in a path is reported
 # as a missing file, not analysed as a one-sentence report).
@@ -176,3 +185,105 @@ def read_report(path_or_text: str | os.PathLike[str]) -> str:
         raise _too_large(what, size_bytes)  # checked before reading: never load a large file to reject it
     raw = path.read_bytes()
     return normalise_report_text(_decode(raw, what), what=what, max_bytes=None)
+
+
+# --- sentence splitting -------------------------------------------------------------------------------------
+
+# A list marker at the start of a line: "- ", "* ", "• ", "1. ", "2) ", "(a) ", "a) ". Not "1.5 cm".
+_LIST_MARKER = re.compile(r"^(?:[-*•·]|\(?\d{1,2}[.)]|\(?[a-zA-Z]\))\s+")
+# Sentence-final punctuation (with closing quotes/brackets) followed by whitespace or the end.
+_TERMINAL = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
+_INITIALISM = re.compile(r"(?:[a-z]\.)+[a-z]")  # "e.g", "i.e", "u.s" (the final period is the candidate)
+_TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms"})
+
+
+def _is_header(line: str) -> bool:
+    """A section header alone on its line ("FINDINGS:", "Macroscopic description:")."""
+    return line.endswith(":") and len(line.split()) <= 6 and not re.search(r"[.!?]\s", line)
+
+
+def _line_closed(line: str) -> bool:
+    letters = re.sub(r"[^A-Za-z]", "", line)
+    return bool(re.search(r"[.!?:;][\"')\]]*$", line)) or (letters.isupper() and len(letters) > 1)
+
+
+def _is_boundary(text: str, start: int, end: int) -> bool:
+    """Whether the punctuation text[start:end] ends a sentence."""
+    before = text[:start].split()
+    prev = before[-1].lstrip("([\"'").lower() if before else ""
+    after = text[end:].split(maxsplit=1)
+    nxt = after[0] if after else ""
+    if not nxt:
+        return True
+    if text[start] == "." and (prev in ABBREVIATIONS or _INITIALISM.fullmatch(prev)):
+        return False
+    word = nxt.strip(".,;:()\"'")
+    if word.isalpha() and word.islower():
+        return False  # "approx. twelve": a lower-case word after a period continues; "pTNM", "pT1c" start one
+    if text[start] == "." and len(prev) == 1 and prev.isalpha() and nxt[0].isupper():
+        # An initial ("Dr. A. Smith") when preceded by a title or another initial.
+        earlier = before[-2].rstrip(".").lower() if len(before) >= 2 else ""
+        if earlier in _TITLES or (len(earlier) == 1 and earlier.isalpha()):
+            return False
+    return True
+
+
+def _split_block(block: str) -> list[str]:
+    out: list[str] = []
+    last = 0
+    for m in _TERMINAL.finditer(block):
+        if _is_boundary(block, m.start(), m.end()):
+            piece = block[last : m.end()].strip()
+            if piece:
+                out.append(piece)
+            last = m.end()
+    tail = block[last:].strip()
+    if tail:
+        out.append(tail)
+    return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a report into non-empty, stripped sentences.
+
+    Handles decimals ("1.5 cm"), abbreviations ("approx.", "e.g.", "Dr. A. Smith"), list markers
+    ("1. ", "- "), headers alone on a line ("FINDINGS:", joined to the first sentence of their section, as
+    if written inline), titles without a period, and line breaks: a line that ends without punctuation
+    continues on the next line when that starts in lower case or with a digit (wrapped text).
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    blocks: list[str] = []
+    current = ""
+    header = ""
+    for raw in lines:
+        line = " ".join(raw.split())
+        if not line:
+            if current:
+                blocks.append(current)
+            current = ""
+            continue
+        marker = _LIST_MARKER.match(line)
+        if marker:
+            line = line[marker.end() :].strip()
+            if not line:
+                continue
+        if _is_header(line):
+            if current:
+                blocks.append(current)
+            if header:
+                blocks.append(header)  # a header whose section is empty
+            current, header = "", line
+            continue
+        wrapped = current and not marker and not _line_closed(current) and (line[0].islower() or line[0].isdigit())
+        if wrapped:
+            current = f"{current} {line}"
+        else:
+            if current:
+                blocks.append(current)
+            current = f"{header} {line}" if header else line
+            header = ""
+    if current:
+        blocks.append(current)
+    if header:
+        blocks.append(header)
+    return [s for block in blocks for s in _split_block(block)]

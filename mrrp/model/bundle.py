@@ -17,16 +17,16 @@ replaces a good bundle. Loading verifies every checksum; a tampered or missing f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mrrp._fs import build_dir_atomically
+from mrrp._hashing import sha256_file
 from mrrp.errors import InputError
 
 BUNDLE_FORMAT = "mrrp-bundle-1"
@@ -36,35 +36,16 @@ class BundleError(InputError):
     """A model bundle is missing, incomplete or altered."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_atomic_bundle(out: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Build a bundle folder with ``write(folder)``, add ``checksums.json`` (sha256 of every file), and
     swap it in for ``out`` only when complete: a failed run never replaces a good bundle."""
-    final = Path(out)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        write(partial)
-        sums = {p.name: _sha256(p) for p in sorted(partial.iterdir()) if p.is_file()}
-        (partial / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    backup = final.with_name(final.name + ".previous")
-    shutil.rmtree(backup, ignore_errors=True)
-    if final.exists():
-        os.replace(final, backup)
-    os.replace(partial, final)
-    shutil.rmtree(backup, ignore_errors=True)
-    return final
+
+    def write_with_checksums(folder: Path) -> None:
+        write(folder)
+        sums = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+        (folder / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
+
+    return build_dir_atomically(out, write_with_checksums)
 
 
 def write_bundle(
@@ -113,7 +94,7 @@ def write_bundle(
 
 def bundle_checksum(path: str | os.PathLike[str]) -> str:
     """sha256 of checksums.json: one number that identifies the whole bundle."""
-    return _sha256(Path(path) / "checksums.json")
+    return sha256_file(Path(path) / "checksums.json")
 
 
 @dataclass
@@ -142,7 +123,7 @@ def verify_bundle(path: str | os.PathLike[str]) -> dict[str, str]:
         f = p / name
         if not f.is_file():
             bad.append(f"{name} is missing")
-        elif _sha256(f) != digest:
+        elif sha256_file(f) != digest:
             bad.append(f"{name} was changed")
     if bad:
         raise BundleError(

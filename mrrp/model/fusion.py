@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-MODALITIES = ("slide", "ultrasound", "path_report", "clinical")
+from mrrp.vocabulary import MODALITIES
+
 QUERY_STRATEGIES = ("learned", "pathology", "clinical")
 
 

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mrrp.vocabulary import HORIZONS_MONTHS
+
 if TYPE_CHECKING:
     import torch
 
 TIES = ("efron", "breslow")
-RISK_GROUPS = ("low", "intermediate", "high")
 # Cut-off quantiles of the training log-risk for each grouping method.
 CUTOFF_QUANTILES: dict[str, tuple[float, float]] = {
     "tertiles": (1.0 / 3.0, 2.0 / 3.0),
@@ -340,7 +341,7 @@ class _IntervalRule:
 def ensemble_summary(
     log_risks: Any,
     baseline_per_member: Sequence[BaselineHazard],
-    horizons: Sequence[float] = (36, 60, 84),
+    horizons: Sequence[float] = HORIZONS_MONTHS,
     level: float = 0.95,
     time_grid_months: Any = None,
 ) -> dict[str, Any]:

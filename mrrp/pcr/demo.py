@@ -8,13 +8,12 @@ NIfTI and a clinical record JSON — and drawn on the external site's scanner, w
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from mrrp._locks import build_once
 from mrrp.pcr.synth import PatientSpec, write_patient
 
 PCR_DEMO_VERSION = "pcr-demo-v1"
@@ -127,15 +126,8 @@ class DemoFiles:
 
 def ensure_pcr_demos(cache_dir: str | os.PathLike[str]) -> dict[str, DemoFiles]:
     """Write the demo patients if they are not there yet; {title: files}."""
-    folder = Path(cache_dir) / PCR_DEMO_VERSION
-    done = folder / "demos.json"
-    if not done.is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # Two dashboard sessions may ask at once: one writes, the other waits for it.
-        with open(folder.parent / f".{PCR_DEMO_VERSION}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not done.is_file():
-                _write_demos(folder)
+    # Two dashboard sessions may ask at once: one writes, the other waits for it.
+    folder = build_once(Path(cache_dir) / PCR_DEMO_VERSION, _write_demos, marker="demos.json")
     return {
         d.title: DemoFiles(
             d.title,
@@ -148,12 +140,7 @@ def ensure_pcr_demos(cache_dir: str | os.PathLike[str]) -> dict[str, DemoFiles]:
 
 
 def _write_demos(folder: Path) -> None:
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     for d in PCR_DEMOS:
-        write_patient(d.spec, partial)
-        (partial / "patients" / d.patient_id / "clinical.json").write_text(json.dumps(d.spec.clinical, indent=2) + "\n")
-    (partial / "demos.json").write_text(json.dumps([d.title for d in PCR_DEMOS], indent=2) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
+        write_patient(d.spec, folder)
+        (folder / "patients" / d.patient_id / "clinical.json").write_text(json.dumps(d.spec.clinical, indent=2) + "\n")
+    (folder / "demos.json").write_text(json.dumps([d.title for d in PCR_DEMOS], indent=2) + "\n")

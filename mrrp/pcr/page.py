@@ -5,12 +5,11 @@ Kept out of pages/pcr.py so it is testable without Streamlit.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from mrrp._uploads import UploadedFileData, safe_filename, save_content_addressed
 from mrrp.errors import InputError
 from mrrp.pcr.clinical import PCR_CLINICAL_FIELDS, ClinicalRecord, parse_pcr_clinical
 from mrrp.pcr.io import MAX_FILE_BYTES
@@ -26,35 +25,14 @@ def save_uploads(files: Iterable[tuple[str, bytes]], upload_dir: str | os.PathLi
     Natural order matters for 3D NIfTI phases uploaded together (phase_0, phase_1, ... phase_10).
     """
     from mrrp.pcr.io import _natural_key
-    from mrrp.viewer import safe_filename
 
-    files = list(files)
-    if not files:
-        raise InputError("No file was uploaded.")
-    for name, data in files:
-        if len(data) == 0:
-            raise InputError(f"The uploaded file '{safe_filename(name)}' is empty (0 bytes).")
-        if len(data) > MAX_FILE_BYTES:
-            raise InputError(f"The uploaded file '{safe_filename(name)}' is larger than the limit for one MRI file.")
-    h = hashlib.sha256()
-    for name, data in sorted(files, key=lambda f: f[0]):
-        h.update(safe_filename(name).encode())
-        h.update(hashlib.sha256(data).digest())
-    folder = Path(upload_dir) / "pcr" / h.hexdigest()[:24]
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, data in files:
-        target = folder / safe_filename(name)
-        if not target.exists() or target.stat().st_size != len(data):
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        paths.append(target)
+    uploads = [UploadedFileData(name, data) for name, data in files]
+    for f in uploads:
+        if len(f.data) == 0:
+            raise InputError(f"The uploaded file '{safe_filename(f.name)}' is empty (0 bytes).")
+        if len(f.data) > MAX_FILE_BYTES:
+            raise InputError(f"The uploaded file '{safe_filename(f.name)}' is larger than the limit for one MRI file.")
+    paths = save_content_addressed(uploads, Path(upload_dir) / "pcr")
     return sorted(set(paths), key=lambda p: _natural_key(p.name))
 
 

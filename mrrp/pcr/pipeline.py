@@ -52,7 +52,7 @@ def train_pcr(
     """Train, evaluate and write the bundle; returns the evaluation (also in the bundle's evaluation.json)."""
     import torch
 
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
     from mrrp.pcr.bundle import write_pcr_bundle
     from mrrp.pcr.clinical import ClinicalEncoder
     from mrrp.pcr.io import WORKING_SHAPE, WORKING_SPACING_MM

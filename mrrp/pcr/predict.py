@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mrrp._fs import atomic_path
 from mrrp.pcr.clinical import PCR_CLINICAL_FIELDS, ClinicalRecord
+from mrrp.resources import bundled_model_dir
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (4,), (2, 4))  # identity, left-right, superior-inferior, both
 
@@ -83,7 +85,7 @@ def predict_working(bundle, work, clinical: ClinicalRecord | None, *, batched: b
 
     import torch
 
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
     from mrrp.pcr.model import attention_mass_in_mask, dilated_prior, upsample_attention
     from mrrp.pcr.train import CELLS_SHAPE
 
@@ -193,23 +195,16 @@ def predict_files(
 
 def write_attention_nifti(pred: PCRPrediction, path: str | os.PathLike[str]) -> Path:
     """The attention volume as NIfTI on the working grid (RAS+, 2 x 2 x 3 mm), written atomically."""
-    import tempfile
-
     import nibabel as nib
 
     out = Path(path)
+    # nibabel reads the format (and whether to gzip) from the file name, so the temporary name keeps it
     suffix = ".nii.gz" if out.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=suffix) as tmp:
         img = nib.Nifti1Image(pred.attention.astype(np.float32), pred.working_affine)
         img.header["descrip"] = b"mrrp pCR attention (sums to 1); synthetic-data model"
         nib.save(img, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "pcr-demo"
+DEFAULT_MODEL_DIR = bundled_model_dir("pcr-demo")

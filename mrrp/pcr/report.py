@@ -7,25 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mrrp._fs import atomic_write_bytes
 from mrrp.pcr.pipeline import BASELINE, MODEL_NAMES
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are documentation
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _round(obj, nd: int = 4):
@@ -51,7 +38,7 @@ def rerender_markdown(json_path: str | os.PathLike[str]) -> Path:
     data = json.loads(jp.read_text())
     img = jp.parent / "img" / "pcr_attention.png"
     md = jp.with_suffix(".md")
-    _atomic_write(md, markdown(data, img.relative_to(jp.parent) if img.is_file() else None).encode())
+    atomic_write_bytes(md, markdown(data, img.relative_to(jp.parent) if img.is_file() else None).encode())
     return md
 
 
@@ -78,11 +65,11 @@ def write_pcr_report(
     img = None
     if figure is not None:
         img = prefix.parent / "img" / "pcr_attention.png"
-        _atomic_write(img, attention_figure_png(figure))
+        atomic_write_bytes(img, attention_figure_png(figure))
     if cohort is not None:
-        _atomic_write(prefix.parent / "img" / "pcr_cohort.png", cohort_figure_png(Path(manifest)))
-    _atomic_write(json_path, (json.dumps(_round(data), indent=2, default=float) + "\n").encode())
-    _atomic_write(md_path, markdown(_round(data), img.relative_to(md_path.parent) if img else None).encode())
+        atomic_write_bytes(prefix.parent / "img" / "pcr_cohort.png", cohort_figure_png(Path(manifest)))
+    atomic_write_bytes(json_path, (json.dumps(_round(data), indent=2, default=float) + "\n").encode())
+    atomic_write_bytes(md_path, markdown(_round(data), img.relative_to(md_path.parent) if img else None).encode())
     return md_path, json_path
 
 

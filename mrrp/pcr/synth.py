@@ -38,12 +38,13 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mrrp._fs import replace_dir_atomically
+from mrrp._parallel import default_workers, parallel_map
 from mrrp.errors import InputError
 from mrrp.pcr.clinical import PCR_CLINICAL_FIELDS, SUBTYPES, ClinicalRecord
 from mrrp.pcr.manifest import write_pcr_manifest
@@ -531,22 +532,9 @@ def write_pcr_cohort(
     try:
         t0 = time.perf_counter()
         specs = generate_specs(n, seed, sites)
-        workers = max(1, min(workers or (os.cpu_count() or 1), 8, len(specs)))
+        workers = default_workers(len(specs), workers)
         jobs = [(s, str(partial)) for s in specs]
-        rows: list[dict[str, object]] = []
-        if progress:
-            progress(0, len(jobs))
-        if workers == 1:
-            for i, job in enumerate(jobs, 1):
-                rows.append(_write_job(job))
-                if progress:
-                    progress(i, len(jobs))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for i, row in enumerate(pool.map(_write_job, jobs, chunksize=4), 1):
-                    rows.append(row)
-                    if progress:
-                        progress(i, len(jobs))
+        rows = parallel_map(_write_job, jobs, workers=workers, progress=progress, chunksize=4)
         write_pcr_manifest(rows, partial / "manifest.csv")
         truth = []
         for s, r in zip(specs, rows, strict=True):
@@ -585,7 +573,5 @@ def write_pcr_cohort(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if final.exists():
-        final.rmdir()
-    os.replace(partial, final)
+    replace_dir_atomically(partial, final)  # final is absent or empty, checked above
     return summary

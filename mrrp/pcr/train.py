@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from mrrp._parallel import default_workers, parallel_map
 from mrrp.errors import InputError
 from mrrp.pcr.clinical import ClinicalEncoder, ClinicalRecord
 from mrrp.pcr.io import WORKING_SHAPE
@@ -96,19 +96,9 @@ def prepare_cohort(
 ) -> PreparedCohort:
     """Read, check and resample every patient (in worker processes); one InputError lists every bad patient."""
     t0 = time.perf_counter()
-    workers = max(1, min(workers or (os.cpu_count() or 1), 8, len(rows)))
-    results: list[tuple[np.ndarray, np.ndarray, np.ndarray] | str] = []
-    if workers == 1:
-        for i, r in enumerate(rows, 1):
-            results.append(_prepare_one(r))
-            if progress:
-                progress(i, len(rows))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, res in enumerate(pool.map(_prepare_one, rows, chunksize=4), 1):
-                results.append(res)
-                if progress:
-                    progress(i, len(rows))
+    results = parallel_map(
+        _prepare_one, rows, workers=default_workers(len(rows), workers), progress=progress, chunksize=4
+    )
     bad = [r for r in results if isinstance(r, str)]
     if bad:
         more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
@@ -207,44 +197,6 @@ def _stem_cache(net, data: PreparedCohort, idx: np.ndarray, batch: int = 16):
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def train_stage1(net, data: PreparedCohort, tr: np.ndarray, va: np.ndarray, cfg: TrainConfig, log: Log) -> StageHistory:
-    """Global image-level training: stem + global block + head on weighted BCE; best epoch by validation loss."""
-    import torch
-
-    rng = _seed_all(cfg.seed + 1)
-    params = _freeze_all_but(net, net.stage_modules("stage1"))
-    opt = torch.optim.AdamW(params, lr=cfg.stage1_lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.stage1_epochs)
-    pw = pos_weight_of(data.labels[tr])
-    hist = StageHistory("stage1", cfg.stage1_epochs, 0)
-    best, best_state = math.inf, None
-    yv = _tensor(data.labels[va])
-    t0 = time.perf_counter()
-    for epoch in range(cfg.stage1_epochs):
-        net.train()
-        losses = []
-        for b in _batches(tr, cfg.batch_size, rng):
-            x, _ = _flip(_tensor(data.x[b]), _tensor(data.cells[b]), rng)
-            loss = _bce(net.image_logit(net.stem_features(x)), _tensor(data.labels[b]), pw)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        sched.step()
-        net.eval()
-        with torch.no_grad():
-            lv = float(_bce(torch.cat([net.image_logit(s) for s in _stem_cache(net, data, va).split(16)]), yv, pw))
-        hist.train_loss.append(float(np.mean(losses)))
-        hist.val_loss.append(lv)
-        if lv < best:
-            best, hist.best_epoch = lv, epoch + 1
-            best_state = {k: copy.deepcopy(m.state_dict()) for k, m in _named(net, "stage1").items()}
-        log(f"stage 1 epoch {epoch + 1}/{cfg.stage1_epochs}: train {hist.train_loss[-1]:.3f} val {lv:.3f}")
-    _restore(net, best_state)
-    hist.seconds = round(time.perf_counter() - t0, 1)
-    return hist
-
-
 def _named(net, stage: str) -> dict:
     names = {
         "stage1": ("stem", "global_block", "global_head"),
@@ -261,6 +213,97 @@ def _restore(net, state: dict | None) -> None:
             getattr(net, name).load_state_dict(sd)
 
 
+class StageLoss(NamedTuple):
+    """The loss of one gradient-trained stage, for :func:`_fit_stage`.
+
+    ``batch(b, rng)``: (loss, guidance loss or None) of the rows ``b``, its augmentation drawn from ``rng``;
+    ``validation()``: (validation loss, validation guidance loss or None), called in eval mode without gradients.
+    """
+
+    batch: Callable[[np.ndarray, np.random.Generator], tuple[Any, Any | None]]
+    validation: Callable[[], tuple[float, float | None]]
+
+
+_STAGE_LABELS = {"stage1": "stage 1", "stage2": "stage 2", "single": "single-stage"}  # in the progress lines
+
+
+def _fit_stage(
+    net,
+    stage: str,
+    rows: np.ndarray,
+    epochs: int,
+    lr: float,
+    loss_fn: StageLoss,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    log: Log,
+) -> StageHistory:
+    """The loop every gradient-trained stage shares, with the stage's loss passed in.
+
+    AdamW over the modules of ``stage`` (everything else frozen) with cosine annealing over ``epochs``. Each
+    epoch draws the order of ``rows`` from ``rng``, then each batch's augmentation from the same ``rng``
+    (inside ``loss_fn.batch``), so the draws come in the same order for every stage. The epoch with the lowest
+    validation loss is restored at the end.
+    """
+    import torch
+
+    params = _freeze_all_but(net, net.stage_modules(stage))
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    hist = StageHistory(stage, epochs, 0)
+    best, best_state = math.inf, None
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        net.train()
+        losses, guidance_losses = [], []
+        for b in _batches(rows, cfg.batch_size, rng):
+            loss, guidance = loss_fn.batch(b, rng)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if guidance is not None:
+                guidance_losses.append(float(guidance.detach()))
+        sched.step()
+        net.eval()
+        with torch.no_grad():
+            lv, lv_guidance = loss_fn.validation()
+        hist.train_loss.append(float(np.mean(losses)))
+        hist.val_loss.append(lv)
+        line = f"{_STAGE_LABELS[stage]} epoch {epoch + 1}/{epochs}: train {hist.train_loss[-1]:.3f}"
+        if lv_guidance is not None:
+            hist.guidance_loss.append(float(np.mean(guidance_losses)))
+            hist.val_guidance_loss.append(lv_guidance)
+            line += f" guidance {hist.guidance_loss[-1]:.3f}"
+        if lv < best:
+            best, hist.best_epoch = lv, epoch + 1
+            best_state = {k: copy.deepcopy(m.state_dict()) for k, m in _named(net, stage).items()}
+        log(f"{line} val {lv:.3f}")
+    _restore(net, best_state)
+    hist.seconds = round(time.perf_counter() - t0, 1)
+    return hist
+
+
+def train_stage1(net, data: PreparedCohort, tr: np.ndarray, va: np.ndarray, cfg: TrainConfig, log: Log) -> StageHistory:
+    """Global image-level training: stem + global block + head on weighted BCE; best epoch by validation loss."""
+    import torch
+
+    rng = _seed_all(cfg.seed + 1)
+    pw = pos_weight_of(data.labels[tr])
+    yv = _tensor(data.labels[va])
+
+    def batch_loss(b: np.ndarray, rng: np.random.Generator) -> tuple[Any, None]:
+        x, _ = _flip(_tensor(data.x[b]), _tensor(data.cells[b]), rng)
+        return _bce(net.image_logit(net.stem_features(x)), _tensor(data.labels[b]), pw), None
+
+    def val_loss() -> tuple[float, None]:
+        return float(_bce(torch.cat([net.image_logit(s) for s in _stem_cache(net, data, va).split(16)]), yv, pw)), None
+
+    return _fit_stage(
+        net, "stage1", tr, cfg.stage1_epochs, cfg.stage1_lr, StageLoss(batch_loss, val_loss), cfg, rng, log
+    )
+
+
 def train_stage2(
     net, data: PreparedCohort, tr: np.ndarray, va: np.ndarray, cfg: TrainConfig, log: Log, *, guided: bool = True
 ) -> StageHistory:
@@ -269,57 +312,33 @@ def train_stage2(
     Only the guided branch (block, attention, head) changes; the stem and the stage-1 head stay as they were,
     so the image-only output of a patient is the same before and after this stage.
     """
-    import torch
-
     from mrrp.pcr.model import guidance_loss
 
     rng = _seed_all(cfg.seed + 2)
     net.start_stage2()
-    params = _freeze_all_but(net, net.stage_modules("stage2"))
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.stage2_epochs)
     pw = pos_weight_of(data.labels[tr])
     net.eval()
     s_tr, s_va = _stem_cache(net, data, tr), _stem_cache(net, data, va)
     c_tr, c_va = _tensor(data.cells[tr]), _tensor(data.cells[va])
     y_tr, y_va = _tensor(data.labels[tr]), _tensor(data.labels[va])
     lam = cfg.guidance_weight if guided else 0.0
-    hist = StageHistory("stage2", cfg.stage2_epochs, 0)
-    best, best_state = math.inf, None
-    t0 = time.perf_counter()
-    for epoch in range(cfg.stage2_epochs):
-        net.train()
-        losses, glosses = [], []
-        for b in _batches(np.arange(len(tr)), cfg.batch_size, rng):
-            s, cells = _flip(s_tr[b], c_tr[b], rng)
-            out = net.guided(s)
-            g = guidance_loss(out["attention_logits"], cells.flatten(1))
-            loss = _bce(out["logit_guided"], y_tr[b], pw) + lam * g
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            glosses.append(float(g.detach()))
-        sched.step()
-        net.eval()
-        with torch.no_grad():
-            out = net.guided(s_va)
-            lv_cls = float(_bce(out["logit_guided"], y_va, pw))
-            lv_g = float(guidance_loss(out["attention_logits"], c_va.flatten(1)))
-        lv = lv_cls + lam * lv_g
-        hist.train_loss.append(float(np.mean(losses)))
-        hist.guidance_loss.append(float(np.mean(glosses)))
-        hist.val_loss.append(lv)
-        hist.val_guidance_loss.append(lv_g)
-        if lv < best:
-            best, hist.best_epoch = lv, epoch + 1
-            best_state = {k: copy.deepcopy(m.state_dict()) for k, m in _named(net, "stage2").items()}
-        log(
-            f"stage 2 epoch {epoch + 1}/{cfg.stage2_epochs}: train {hist.train_loss[-1]:.3f} guidance {hist.guidance_loss[-1]:.3f} val {lv:.3f}"
-        )
-    _restore(net, best_state)
-    hist.seconds = round(time.perf_counter() - t0, 1)
-    return hist
+
+    def batch_loss(b: np.ndarray, rng: np.random.Generator) -> tuple[Any, Any]:
+        s, cells = _flip(s_tr[b], c_tr[b], rng)
+        out = net.guided(s)
+        g = guidance_loss(out["attention_logits"], cells.flatten(1))
+        return _bce(out["logit_guided"], y_tr[b], pw) + lam * g, g
+
+    def val_loss() -> tuple[float, float]:
+        out = net.guided(s_va)
+        lv_cls = float(_bce(out["logit_guided"], y_va, pw))
+        lv_g = float(guidance_loss(out["attention_logits"], c_va.flatten(1)))
+        return lv_cls + lam * lv_g, lv_g
+
+    # The batches index the cached stem features (rows 0..len(tr)-1), not the cohort.
+    return _fit_stage(
+        net, "stage2", np.arange(len(tr)), cfg.stage2_epochs, cfg.lr, StageLoss(batch_loss, val_loss), cfg, rng, log
+    )
 
 
 def _guided_outputs(net, data: PreparedCohort, idx: np.ndarray, prior: bool = False) -> dict[str, np.ndarray]:
@@ -433,45 +452,23 @@ def train_single_stage(
     import torch
 
     rng = _seed_all(cfg.seed + 11)
-    params = _freeze_all_but(net, net.stage_modules("single"))
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.single_stage_epochs)
     pw = pos_weight_of(data.labels[tr])
     clin = _tensor(encoder.encode_many(data.clinical))
-    hist = StageHistory("single", cfg.single_stage_epochs, 0)
-    best, best_state = math.inf, None
     yv = _tensor(data.labels[va])
-    t0 = time.perf_counter()
-    for epoch in range(cfg.single_stage_epochs):
-        net.train()
-        losses = []
-        for b in _batches(tr, cfg.batch_size, rng):
-            x, _ = _flip(_tensor(data.x[b]), _tensor(data.cells[b]), rng)
-            out = net(x, clin[b])
-            loss = _bce(out["logit_final"], _tensor(data.labels[b]), pw)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        sched.step()
-        net.eval()
-        with torch.no_grad():
-            logits = torch.cat(
-                [
-                    net(_tensor(data.x[va[i : i + 16]]), clin[va[i : i + 16]])["logit_final"]
-                    for i in range(0, len(va), 16)
-                ]
-            )
-            lv = float(_bce(logits, yv, pw))
-        hist.train_loss.append(float(np.mean(losses)))
-        hist.val_loss.append(lv)
-        if lv < best:
-            best, hist.best_epoch = lv, epoch + 1
-            best_state = {k: copy.deepcopy(m.state_dict()) for k, m in _named(net, "single").items()}
-        log(f"single-stage epoch {epoch + 1}/{cfg.single_stage_epochs}: train {hist.train_loss[-1]:.3f} val {lv:.3f}")
-    _restore(net, best_state)
-    hist.seconds = round(time.perf_counter() - t0, 1)
-    return hist
+
+    def batch_loss(b: np.ndarray, rng: np.random.Generator) -> tuple[Any, None]:
+        x, _ = _flip(_tensor(data.x[b]), _tensor(data.cells[b]), rng)
+        return _bce(net(x, clin[b])["logit_final"], _tensor(data.labels[b]), pw), None
+
+    def val_loss() -> tuple[float, None]:
+        logits = torch.cat(
+            [net(_tensor(data.x[va[i : i + 16]]), clin[va[i : i + 16]])["logit_final"] for i in range(0, len(va), 16)]
+        )
+        return float(_bce(logits, yv, pw)), None
+
+    return _fit_stage(
+        net, "single", tr, cfg.single_stage_epochs, cfg.lr, StageLoss(batch_loss, val_loss), cfg, rng, log
+    )
 
 
 def final_logits(

@@ -23,12 +23,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mrrp._fs import replace_dir_atomically
+from mrrp._parallel import parallel_map
 from mrrp.errors import InputError, InvalidValueError
 from mrrp.io.manifest import write_manifest
 from mrrp.synth.biology import LATENTS, SITES, SyntheticPatient, generate_patients, oracle_cindex
@@ -196,20 +197,7 @@ def write_cohort(
     )
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
     jobs = [(p, str(partial), config.slide_size_mm) for p in patients]
-    rows: list[dict[str, object]] = []
-    if progress:
-        progress(0, len(jobs))
-    if workers == 1:
-        for i, job in enumerate(jobs, 1):
-            rows.append(_write_patient_job(job))
-            if progress:
-                progress(i, len(jobs))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, row in enumerate(pool.map(_write_patient_job, jobs, chunksize=1), 1):
-                rows.append(row)
-                if progress:
-                    progress(i, len(jobs))
+    rows = parallel_map(_write_patient_job, jobs, workers=workers, progress=progress)
     write_manifest(rows, partial / "manifest.csv")
     pd.DataFrame([truth_row(p) for p in patients]).to_csv(partial / "truth.csv", index=False)
 
@@ -238,7 +226,5 @@ def write_cohort(
         "workers": workers,
     }
     (partial / "cohort.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if final.exists():
-        final.rmdir()  # empty, checked above
-    os.replace(partial, final)
+    replace_dir_atomically(partial, final)  # final is absent or empty, checked above
     return summary

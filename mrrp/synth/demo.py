@@ -11,14 +11,13 @@ modalities exist; everything else follows the same generating model as the refer
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mrrp._locks import build_once
 from mrrp.io.manifest import write_manifest
 from mrrp.synth.biology import MODALITIES, SITES, SyntheticPatient, draw_patient
 from mrrp.synth.cohort import DEFAULT_SLIDE_SIZE_MM, write_patient
@@ -96,30 +95,18 @@ def demo_patient(spec: DemoSpec) -> SyntheticPatient:
 
 
 def ensure_demo_cohort(cache_dir: str | os.PathLike[str]) -> Path:
-    """Write the demo patients if they are not there yet; return the demo manifest's path."""
-    folder = Path(cache_dir) / DEMO_VERSION
-    manifest = folder / "manifest.csv"
-    if manifest.is_file():
-        return manifest
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Two dashboard sessions may ask at once: one writes, the other waits for it.
-    with open(folder.parent / f".{DEMO_VERSION}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if manifest.is_file():
-            return manifest
-        return _write_demo_cohort(folder, manifest)
+    """Write the demo patients if they are not there yet; return the demo manifest's path.
+
+    Two dashboard sessions may ask at once: one writes, the other waits for it (mrrp._locks.build_once).
+    """
+    folder = build_once(Path(cache_dir) / DEMO_VERSION, _write_demo_cohort, marker="manifest.csv")
+    return folder / "manifest.csv"
 
 
-def _write_demo_cohort(folder: Path, manifest: Path) -> Path:
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+def _write_demo_cohort(folder: Path) -> None:
     rows = []
     for spec in DEMO_PATIENTS:
-        row = write_patient(demo_patient(spec), partial, DEFAULT_SLIDE_SIZE_MM)
+        row = write_patient(demo_patient(spec), folder, DEFAULT_SLIDE_SIZE_MM)
         row["demo_title"] = spec.title
         rows.append(row)
-    write_manifest(rows, partial / "manifest.csv", extra_columns=("demo_title",))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
-    return manifest
+    write_manifest(rows, folder / "manifest.csv", extra_columns=("demo_title",))

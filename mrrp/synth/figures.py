@@ -17,7 +17,7 @@ from PIL import Image
 
 from mrrp.io.manifest import read_manifest
 from mrrp.io.slides import open_slide
-from mrrp.viewer import overlay_mask
+from mrrp.slides.drawing import overlay_mask
 
 
 def _crop_in(mask: np.ndarray, slide, mask_ds: float, size_px: int, rng: np.random.Generator) -> np.ndarray:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -38,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
+
+from mrrp._fs import atomic_path
 
 VIEWS = ("radial", "antiradial")
 MARGINS = ("circumscribed", "indistinct", "angular", "microlobulated", "spiculated")
@@ -822,27 +823,13 @@ def fake_identity(seed: int, *, age_years: float = 55.0, reference_date: str = "
 # --------------------------------------------------------------------------------------------------
 
 
-def _atomic_target(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """(final path, temp path in the same folder): os.replace is atomic only within one filesystem."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; cohort files are ordinary readable files
-    return out, Path(tmp)
-
-
 def save_png(img: UltrasoundImage, path: str | os.PathLike[str]) -> Path:
     """8-bit grayscale PNG, written atomically (a reader never sees a half-written file)."""
     from PIL import Image
 
-    out, tmp = _atomic_target(path)
-    try:
+    out = Path(path)
+    with atomic_path(out) as tmp:
         Image.fromarray(np.ascontiguousarray(img.image, dtype=np.uint8), mode="L").save(tmp, format="PNG")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 
@@ -945,11 +932,7 @@ def save_dicom(
     ds.SequenceOfUltrasoundRegions = [region]
     ds.PixelData = pixels.tobytes()
 
-    out, tmp = _atomic_target(path)
-    try:
+    out = Path(path)
+    with atomic_path(out) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out

@@ -65,7 +65,7 @@ def ensemble_scores(models, batch: dict[str, torch.Tensor], offsets: np.ndarray)
 def run_variant(
     cfg: FusionConfig, data: dict, keep: np.ndarray, train_cfg: TrainConfig, missing_patterns: bool = False
 ) -> dict:
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
 
     tb = _restrict(data["train"]["batch"], keep)
     models, oof, _ = cross_validate(cfg, tb, data["train"]["time"], data["train"]["event"], train_cfg)

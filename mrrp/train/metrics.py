@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-HORIZONS_MONTHS = (36, 60, 84)
+from mrrp.vocabulary import HORIZONS_MONTHS, horizon_key
 
 
 def _surv(time: np.ndarray, event: np.ndarray):
@@ -44,7 +44,7 @@ def point_metrics(
     horizons = [h for h in HORIZONS_MONTHS if time.min() < h < tau and ((time <= h) & event.astype(bool)).any()]
     if horizons:
         auc, _ = cumulative_dynamic_auc(y_train, y, log_risk, np.array(horizons, float))
-        out["td_auc"] = {f"{int(h)}": float(a) for h, a in zip(horizons, auc, strict=True)}
+        out["td_auc"] = {horizon_key(h): float(a) for h, a in zip(horizons, auc, strict=True)}  # JSON keys
     else:
         out["td_auc"] = {}
     if survival_at is not None and grid_months is not None:

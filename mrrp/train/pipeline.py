@@ -10,14 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from mrrp import __version__
+from mrrp.case import case_features
 from mrrp.errors import InputError
-from mrrp.features.case import (
-    CATEGORICAL_FIELDS,
-    CATEGORICAL_SIZES,
-    NUMERIC_FIELDS,
-    CaseFeatures,
-    case_features,
-)
+from mrrp.features.case import CATEGORICAL_FIELDS, CATEGORICAL_SIZES, NUMERIC_FIELDS, CaseFeatures
 from mrrp.io.manifest import ManifestRow, read_manifest
 from mrrp.model.fusion import MODALITIES, FusionConfig
 from mrrp.train.trainer import TrainConfig, cross_validate, harrell_c, predict
@@ -30,12 +25,10 @@ def load_cases(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[CaseFeatures]:
+    """Features of every row, strictly: a training cohort with an unusable file is an error naming the patient."""
     out = []
     for i, row in enumerate(rows, 1):
-        try:
-            out.append(case_features(row, cache_dir=cache_dir))
-        except InputError as exc:
-            raise InputError(f"Patient {row.patient_id}: {exc}") from exc
+        out.append(case_features(row, cache_dir=cache_dir, strict=True))
         if progress:
             progress(i, len(rows))
     return out

@@ -18,6 +18,7 @@ import numpy as np
 from mrrp.model.bundle import load_bundle
 from mrrp.train.evaluate import evaluate_bundle
 from mrrp.train.pipeline import train_bundle
+from mrrp.vocabulary import MODALITIES
 
 
 def oracle_by_split(cohort: Path) -> dict[str, float]:
@@ -250,7 +251,7 @@ def why_missed(report: dict, abl: dict, comp: dict, zero: dict) -> list[str]:
         "contributor (tested only through the unconditioned variant in the table) is that with ~420 training "
         "patients the conditioned compensation network adds parameters the modality-dropout signal does not pin down."
     )
-    singles_c = {m: abl["variants"][f"only_{m}"]["c_test"] for m in ("slide", "ultrasound", "path_report", "clinical")}
+    singles_c = {m: abl["variants"][f"only_{m}"]["c_test"] for m in MODALITIES}
     best = max(singles_c, key=singles_c.get)
     out.append(
         f"Fused vs best single modality ({best}, {singles_c[best]:.3f}): {fused - singles_c[best]:+.3f} (target +0.03). "

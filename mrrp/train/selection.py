@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mrrp._fs import atomic_write_text
+
 # name → (FusionConfig overrides, TrainConfig overrides); the linear clinical term is off unless named,
 # as it was when the earlier candidates were run.
 CANDIDATES: dict[str, tuple[dict, dict]] = {
@@ -50,7 +52,7 @@ def run_selection(
 ) -> dict:
     """Every candidate (or ``names``) trained by k-fold CV on the training split; the best OOF C is chosen.
     ``train_overrides`` (e.g. ``folds``, ``max_epochs``) apply to every candidate alike (used by tests)."""
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
     from mrrp.io.manifest import read_manifest
     from mrrp.model.batch import collate, select
     from mrrp.train.pipeline import default_model_config, load_cases
@@ -105,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="candidate names (default: all)")
     args = ap.parse_args(argv)
     report = run_selection(args.manifest, args.only, log=lambda m: print(m, file=sys.stderr, flush=True))
-    out = Path(args.out)
-    tmp = out.with_suffix(".part")
-    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    tmp.replace(out)
+    atomic_write_text(args.out, json.dumps(report, indent=2, default=float) + "\n")
     return 0
 
 

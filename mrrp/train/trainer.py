@@ -158,7 +158,7 @@ def cross_validate(
     log: Callable[[str], None] | None = None,
 ) -> tuple[list[MRRP], np.ndarray, list[dict]]:
     """k-fold CV on all rows of ``batch``: (fold models, out-of-fold log-risk (N,), fold infos)."""
-    from mrrp.features.encoders import torch_threads
+    from mrrp._threads import torch_threads
 
     with torch_threads(1):
         return _cross_validate(model_cfg, batch, time, event, cfg, log)

@@ -1,0 +1,5 @@
+import sys
+
+from mrrp.evaluate.faithfulness.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""Where the files that ship with mrrp are: the bundled models, the logo, the dashboard and its settings.
+
+The product keeps them at the repository's top level (``app.py``, ``pages/``, ``assets/``,
+``.streamlit/config.toml``, ``docs/model_report.json``). A wheel carries a copy of exactly that tree inside
+the package, as ``mrrp/_bundled/`` (``setup.py`` copies it at build time), so an installed mrrp needs no
+checkout. Both are found from the package through :mod:`importlib.resources` and have the same layout below
+their root, so every caller asks for a repository-relative path and gets the right file either way:
+
+- installed from a wheel (``pip install .``): ``<site-packages>/mrrp/_bundled/<path>``;
+- a source checkout or an editable install (``make setup``): ``<repository>/<path>``.
+
+Nothing here reads a file or imports anything heavy; the paths may not exist (a trimmed deployment), and
+the caller that opens one reports that in its own words.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+__all__ = [
+    "APP_SCRIPT",
+    "BUNDLED_MODELS",
+    "INSTALLED_SUBDIR",
+    "LOGO",
+    "MODEL_REPORT",
+    "PAGES_DIR",
+    "SHIPPED",
+    "STREAMLIT_CONFIG",
+    "bundled_model_dir",
+    "bundled_path",
+    "bundled_root",
+]
+
+# Repository-relative paths of what a wheel carries (setup.py copies the same list).
+APP_SCRIPT = "app.py"
+PAGES_DIR = "pages"
+LOGO = "assets/logo.svg"
+STREAMLIT_CONFIG = ".streamlit/config.toml"
+MODEL_REPORT = "docs/model_report.json"  # the bundled mrrp-demo's evaluation, shown on the performance page
+BUNDLED_MODELS = ("mrrp-demo", "pcr-demo")
+SHIPPED = (APP_SCRIPT, PAGES_DIR, LOGO, STREAMLIT_CONFIG, MODEL_REPORT, *(f"assets/models/{m}" for m in BUNDLED_MODELS))
+
+INSTALLED_SUBDIR = "_bundled"  # where a wheel puts the shipped tree, inside the package
+
+
+def bundled_root() -> Path:
+    """The folder that holds the shipped tree: the wheel's ``mrrp/_bundled``, else the source checkout.
+
+    A checkout is recognised by its ``assets/models`` folder next to the package. When neither is there
+    (a wheel built without its data) the wheel's folder is returned, so a missing file is reported at the
+    place an installed copy should have it.
+    """
+    # mrrp is always installed unzipped (pip never zips), so the traversable is a real folder.
+    package = Path(str(resources.files("mrrp")))
+    installed = package / INSTALLED_SUBDIR
+    if installed.is_dir():
+        return installed
+    checkout = package.parent
+    if (checkout / "assets" / "models").is_dir():
+        return checkout
+    return installed
+
+
+def bundled_path(relative: str) -> Path:
+    """The shipped file or folder at this repository-relative path (e.g. ``"assets/logo.svg"``)."""
+    return bundled_root() / relative
+
+
+def bundled_model_dir(name: str) -> Path:
+    """The folder of a bundled model (``"mrrp-demo"`` or ``"pcr-demo"``)."""
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"{name!r} is not a bundled model; bundled: {', '.join(BUNDLED_MODELS)}")
+    return bundled_path(f"assets/models/{name}")

@@ -1,0 +1,3 @@
+from mrrp.synth.wsi.slide import main
+
+main()
