@@ -185,11 +185,17 @@ def explanation_from_dict(d: dict) -> Explanation:
 
 def review_from_record(bundle: LoadedBundle, record: CaseRecord) -> Review:
     """A stored case as a Review (no recomputation). Statuses are rebuilt from what was stored."""
+    from mrrp.errors import InputError
+
     explanation = explanation_from_dict(record.explanation) if record.explanation else None
     if explanation is None:
-        from mrrp.errors import InputError
-
         raise InputError(f"Case {record.case_id} was saved without its explanation and cannot be redrawn.")
+    try:
+        prediction = Prediction.from_dict(record.prediction)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"Case {record.case_id} was saved without a complete prediction and cannot be redrawn."
+        ) from exc
     evaluation = evaluation_for(bundle) if record.model_version.endswith(bundle.checksum[:12]) else None
     statuses = {}
     for key, modality in (
@@ -207,7 +213,7 @@ def review_from_record(bundle: LoadedBundle, record: CaseRecord) -> Review:
             statuses[key] = InputStatus(key, "missing")
     compensated = [m for m in MODALITIES if not explanation.present.get(m, False)]
     return Review(
-        prediction=Prediction.from_dict(record.prediction),
+        prediction=prediction,
         explanation=explanation,
         pattern=missing_pattern_cindex(evaluation, compensated),
         reference=reference_curves(bundle, evaluation),

@@ -17,7 +17,7 @@ import numpy as np
 
 from mrrp.evaluate.faithfulness.truth import tumour_mask
 from mrrp.model.bundle import LoadedBundle
-from mrrp.vocabulary import MODALITIES
+from mrrp.vocabulary import LOWERS_RISK_COLOUR, MODALITIES, RAISES_RISK_COLOUR
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -108,7 +108,7 @@ def _shapley_figure(pid: str, e: Explanation) -> Figure:
     fig = _figure(7.5, 3.4)
     ax = fig.add_axes((0.2, 0.22, 0.75, 0.62))
     vals = [e.shapley[m] for m in MODALITIES]
-    colours = ["#c0392b" if v > 0 else "#2c7fb8" for v in vals]
+    colours = [RAISES_RISK_COLOUR if v > 0 else LOWERS_RISK_COLOUR for v in vals]
     ax.barh(list(MODALITIES), vals, color=colours)
     ax.axvline(0, color="black", lw=0.8)
     for y, m in enumerate(MODALITIES):
