@@ -240,3 +240,21 @@ def test_wrong_kinds_of_file_are_refused(tmp_path: Path, rendered) -> None:
     name, data = dicom_series_files(r, spec, series_per_phase=False)[0]
     (mixed / name).write_bytes(data)
     _expect(pio.UnsupportedMRIFormatError, "mixes DICOM and NIfTI", pio.read_mri, mixed)
+
+
+def test_package_facade_is_complete_and_cheap_to_import() -> None:
+    """``mrrp.pcr.io`` and ``mrrp.pcr.synth`` are packages of small steps; callers keep one import path, and
+    importing either pulls in none of the heavy readers (they load inside the functions that use them)."""
+    import subprocess
+    import sys
+
+    import mrrp.pcr.synth as synth
+
+    assert {"read_mri", "read_mask", "to_working", "MRIStudy", "WorkingVolume", "MRIError"} <= set(pio.__all__)
+    assert all(hasattr(pio, name) for name in pio.__all__)
+    assert all(hasattr(synth, name) for name in synth.__all__)
+    assert issubclass(pio.MaskMismatchError, pio.MaskError) and issubclass(pio.MaskError, pio.MRIError)
+    heavy = ("torch", "nibabel", "pydicom", "scipy", "matplotlib")
+    code = f"import sys, mrrp.pcr.io, mrrp.pcr.synth; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""

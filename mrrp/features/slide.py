@@ -149,6 +149,55 @@ def pipeline_tile_scores(features: SlideFeatures) -> dict[str, np.ndarray]:
     }
 
 
+def _resolve_encoder(encoder: TileEncoder | str, tile_size_px: int | None) -> tuple[TileEncoder, int]:
+    """(encoder, tile size in px); the tile size must be the encoder's input size."""
+    enc = get_encoder(encoder) if isinstance(encoder, str) else encoder
+    size_px = tile_size_px or enc.input_size_px
+    if size_px != enc.input_size_px:
+        raise InvalidValueError(
+            f"The tile size ({size_px} px) must equal the encoder's input size ({enc.input_size_px} px for {enc.name})."
+        )
+    return enc, size_px
+
+
+def _analysis_from_cache(cached: SlideFeatures, slide: Slide, progress: ProgressFn | None) -> SlideAnalysis:
+    """A cached entry as an analysis: its stored mask and grid, no pixel read."""
+    tissue = TissueMask(mask=cached.tissue_mask, downsample=float(cached.mask_downsample))
+    grid = TileGrid(
+        coords_l0=cached.coords_l0,
+        tile_size_l0=cached.tile_size_l0,
+        tile_size_px=cached.tile_size_px,
+        target_mpp=cached.target_mpp,
+        stride_l0=cached.stride_l0,
+        tissue_fraction=cached.tissue_fraction,
+    )
+    if progress:
+        progress(len(grid), len(grid))
+    # The key is the content, so a renamed copy hits: report the name actually opened.
+    cached = dataclasses.replace(cached, slide_name=slide.info.name)
+    return SlideAnalysis(tissue=tissue, grid=grid, features=cached, from_cache=True)
+
+
+def _slide_features_record(
+    grid: TileGrid, feats: np.ndarray, tissue: TissueMask, enc: TileEncoder, fp: str, slide: Slide
+) -> SlideFeatures:
+    return SlideFeatures(
+        coords_l0=grid.coords_l0,
+        features=feats,
+        tissue_fraction=grid.tissue_fraction,
+        tile_size_l0=grid.tile_size_l0,
+        tile_size_px=grid.tile_size_px,
+        target_mpp=grid.target_mpp,
+        stride_l0=grid.stride_l0,
+        encoder=enc.name,
+        encoder_version=enc.version,
+        slide_fingerprint=fp,
+        slide_name=slide.info.name,
+        tissue_mask=tissue.mask,
+        mask_downsample=tissue.downsample,
+    )
+
+
 def analyse_slide(
     slide: Slide,
     *,
@@ -169,12 +218,7 @@ def analyse_slide(
     """
     mpp = slide.mpp  # raises MissingMppError first, before any work
     _check_batch_size(batch_size)
-    enc = get_encoder(encoder) if isinstance(encoder, str) else encoder
-    size_px = tile_size_px or enc.input_size_px
-    if size_px != enc.input_size_px:
-        raise InvalidValueError(
-            f"The tile size ({size_px} px) must equal the encoder's input size ({enc.input_size_px} px for {enc.name})."
-        )
+    enc, size_px = _resolve_encoder(encoder, tile_size_px)
     fp = fingerprint or slide_fingerprint(slide.info.path)
     cache = cache if cache is not None else FeatureCache()
     # Everything that decides the tiles, known before any pixel is read: a hit skips tissue
@@ -189,20 +233,7 @@ def analyse_slide(
     key = FeatureCache.key(fp, enc.name, enc.version, params)
     cached = cache.get(key)
     if cached is not None and cached.tissue_mask is not None:
-        tissue = TissueMask(mask=cached.tissue_mask, downsample=float(cached.mask_downsample))
-        grid = TileGrid(
-            coords_l0=cached.coords_l0,
-            tile_size_l0=cached.tile_size_l0,
-            tile_size_px=cached.tile_size_px,
-            target_mpp=cached.target_mpp,
-            stride_l0=cached.stride_l0,
-            tissue_fraction=cached.tissue_fraction,
-        )
-        if progress:
-            progress(len(grid), len(grid))
-        # The key is the content, so a renamed copy hits: report the name actually opened.
-        cached = dataclasses.replace(cached, slide_name=slide.info.name)
-        return SlideAnalysis(tissue=tissue, grid=grid, features=cached, from_cache=True)
+        return _analysis_from_cache(cached, slide, progress)
     tissue = detect_tissue(slide, mask_mpp=mask_mpp)
     grid = make_tile_grid(
         slide.dimensions,
@@ -213,21 +244,7 @@ def analyse_slide(
         min_tissue_fraction=min_tissue_fraction,
     )
     feats = encode_tiles(slide, grid, enc, batch_size=batch_size, num_readers=num_readers, progress=progress)
-    result = SlideFeatures(
-        coords_l0=grid.coords_l0,
-        features=feats,
-        tissue_fraction=grid.tissue_fraction,
-        tile_size_l0=grid.tile_size_l0,
-        tile_size_px=grid.tile_size_px,
-        target_mpp=grid.target_mpp,
-        stride_l0=grid.stride_l0,
-        encoder=enc.name,
-        encoder_version=enc.version,
-        slide_fingerprint=fp,
-        slide_name=slide.info.name,
-        tissue_mask=tissue.mask,
-        mask_downsample=tissue.downsample,
-    )
+    result = _slide_features_record(grid, feats, tissue, enc, fp, slide)
     try:
         cache.put(key, result)
     except OSError:

@@ -81,6 +81,113 @@ def open_manifest_csv(p: Path, required: list[str]) -> csv.DictReader:
     return reader
 
 
+def _row_identity(raw: dict[str, str], line_no: int, seen: dict[str, int], problems: list[str]) -> tuple[str, str]:
+    """(patient_id, split); records the id's first line in ``seen`` so duplicates name it."""
+    pid = (raw.get("patient_id") or "").strip()
+    if not pid:
+        problems.append("empty patient_id")
+    elif pid in seen:
+        problems.append(f"patient_id {pid} duplicates line {seen[pid]}")
+    else:
+        seen[pid] = line_no
+    split = (raw.get("split") or "").strip().lower()
+    if split not in SPLITS:
+        problems.append(f"split '{split}' is not one of {', '.join(SPLITS)}")
+    return pid, split
+
+
+def _row_files(
+    raw: dict[str, str], base: Path, check_files: bool, problems: list[str]
+) -> tuple[dict[str, Path | None], list[Path]]:
+    """(single-file columns → resolved path, ultrasound image paths), each checked to exist if asked."""
+    files: dict[str, Path | None] = {}
+    for col in ("slide_path", "us_report_path", "path_report_path"):
+        files[col] = _resolve(base, raw.get(col) or "")
+        if check_files and files[col] is not None and not files[col].is_file():
+            problems.append(f"{col} '{raw[col]}' not found")
+    us_paths = [q for q in (_resolve(base, c) for c in (raw.get("us_image_paths") or "").split(PATH_SEPARATOR)) if q]
+    if check_files:
+        problems += [f"us_image_paths '{q.name}' not found" for q in us_paths if not q.is_file()]
+    return files, us_paths
+
+
+def _row_clinical(raw: dict[str, str], problems: list[str]) -> dict[str, float | str | None] | None:
+    """The typed clinical fields, or None when the row has none at all."""
+    clinical: dict[str, float | str | None] = {}
+    for name in CLINICAL_FIELD_NAMES:
+        try:
+            clinical[name] = FIELDS_BY_NAME[name].parse(raw.get(name))
+        except InvalidValueError as exc:
+            problems.append(str(exc))
+    return clinical if any(v is not None for v in clinical.values()) else None
+
+
+def _row_outcome(raw: dict[str, str], require_outcomes: bool, problems: list[str]) -> tuple[float | None, int | None]:
+    """(time_months, event); both checked when outcomes are required or either cell is filled in."""
+    time_months: float | None = None
+    event: int | None = None
+    t_cell, e_cell = (raw.get("time_months") or "").strip(), (raw.get("event") or "").strip()
+    if require_outcomes or t_cell or e_cell:
+        try:
+            time_months = float(t_cell)
+            if not math.isfinite(time_months) or time_months <= 0:
+                problems.append(f"time_months {t_cell} must be a positive number of months")
+        except ValueError:
+            problems.append(f"time_months '{t_cell}' is not a number")
+        if e_cell not in ("0", "1"):
+            problems.append(f"event '{e_cell}' must be 0 (censored) or 1 (recurrence)")
+        else:
+            event = int(e_cell)
+    return time_months, event
+
+
+def _row_slide_mpp(raw: dict[str, str], problems: list[str]) -> float | None:
+    slide_mpp = None
+    if (raw.get("slide_mpp") or "").strip():
+        try:
+            slide_mpp = float(raw["slide_mpp"])
+            if not (0.05 <= slide_mpp <= 20):
+                problems.append(f"slide_mpp {slide_mpp:g} is outside 0.05–20 µm/pixel")
+        except ValueError:
+            problems.append(f"slide_mpp '{raw['slide_mpp']}' is not a number")
+    return slide_mpp
+
+
+def _parse_row(
+    raw: dict[str, str],
+    line_no: int,
+    base: Path,
+    seen: dict[str, int],
+    *,
+    require_outcomes: bool,
+    check_files: bool,
+) -> ManifestRow | str:
+    """One CSV row as a ManifestRow, or one line naming every problem in it (checked in column order)."""
+    problems: list[str] = []
+    pid, split = _row_identity(raw, line_no, seen, problems)
+    files, us_paths = _row_files(raw, base, check_files, problems)
+    clinical = _row_clinical(raw, problems)
+    time_months, event = _row_outcome(raw, require_outcomes, problems)
+    slide_mpp = _row_slide_mpp(raw, problems)
+    if problems:
+        return f"line {line_no} ({pid or 'no id'}): " + "; ".join(problems)
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    return ManifestRow(
+        patient_id=pid,
+        site=(raw.get("site") or "").strip(),
+        split=split,
+        slide_path=files["slide_path"],
+        us_image_paths=us_paths,
+        us_report_path=files["us_report_path"],
+        path_report_path=files["path_report_path"],
+        clinical=clinical,
+        time_months=time_months,
+        event=event,
+        slide_mpp=slide_mpp,
+        extra={k: v for k, v in raw.items() if k not in known and k is not None},
+    )
+
+
 def read_manifest(
     path: str | os.PathLike[str], *, require_outcomes: bool = True, check_files: bool = True
 ) -> list[ManifestRow]:
@@ -88,86 +195,15 @@ def read_manifest(
     p = Path(path)
     required = [c for c in REQUIRED_COLUMNS if require_outcomes or c not in OUTCOME_COLUMNS]
     reader = open_manifest_csv(p, required)
-    base = p.parent
     rows: list[ManifestRow] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
     for line_no, raw in enumerate(reader, start=2):  # line 1 is the header
-        problems: list[str] = []
-        pid = (raw.get("patient_id") or "").strip()
-        if not pid:
-            problems.append("empty patient_id")
-        elif pid in seen:
-            problems.append(f"patient_id {pid} duplicates line {seen[pid]}")
+        parsed = _parse_row(raw, line_no, p.parent, seen, require_outcomes=require_outcomes, check_files=check_files)
+        if isinstance(parsed, str):
+            errors.append(parsed)
         else:
-            seen[pid] = line_no
-        split = (raw.get("split") or "").strip().lower()
-        if split not in SPLITS:
-            problems.append(f"split '{split}' is not one of {', '.join(SPLITS)}")
-
-        files: dict[str, Path | None] = {}
-        for col in ("slide_path", "us_report_path", "path_report_path"):
-            files[col] = _resolve(base, raw.get(col) or "")
-            if check_files and files[col] is not None and not files[col].is_file():
-                problems.append(f"{col} '{raw[col]}' not found")
-        us_paths = [
-            q for q in (_resolve(base, c) for c in (raw.get("us_image_paths") or "").split(PATH_SEPARATOR)) if q
-        ]
-        if check_files:
-            problems += [f"us_image_paths '{q.name}' not found" for q in us_paths if not q.is_file()]
-
-        clinical: dict[str, float | str | None] = {}
-        for name in CLINICAL_FIELD_NAMES:
-            try:
-                clinical[name] = FIELDS_BY_NAME[name].parse(raw.get(name))
-            except InvalidValueError as exc:
-                problems.append(str(exc))
-        has_clinical = any(v is not None for v in clinical.values())
-
-        time_months: float | None = None
-        event: int | None = None
-        t_cell, e_cell = (raw.get("time_months") or "").strip(), (raw.get("event") or "").strip()
-        if require_outcomes or t_cell or e_cell:
-            try:
-                time_months = float(t_cell)
-                if not math.isfinite(time_months) or time_months <= 0:
-                    problems.append(f"time_months {t_cell} must be a positive number of months")
-            except ValueError:
-                problems.append(f"time_months '{t_cell}' is not a number")
-            if e_cell not in ("0", "1"):
-                problems.append(f"event '{e_cell}' must be 0 (censored) or 1 (recurrence)")
-            else:
-                event = int(e_cell)
-
-        slide_mpp = None
-        if (raw.get("slide_mpp") or "").strip():
-            try:
-                slide_mpp = float(raw["slide_mpp"])
-                if not (0.05 <= slide_mpp <= 20):
-                    problems.append(f"slide_mpp {slide_mpp:g} is outside 0.05–20 µm/pixel")
-            except ValueError:
-                problems.append(f"slide_mpp '{raw['slide_mpp']}' is not a number")
-
-        if problems:
-            errors.append(f"line {line_no} ({pid or 'no id'}): " + "; ".join(problems))
-            continue
-        known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
-        rows.append(
-            ManifestRow(
-                patient_id=pid,
-                site=(raw.get("site") or "").strip(),
-                split=split,
-                slide_path=files["slide_path"],
-                us_image_paths=us_paths,
-                us_report_path=files["us_report_path"],
-                path_report_path=files["path_report_path"],
-                clinical=clinical if has_clinical else None,
-                time_months=time_months,
-                event=event,
-                slide_mpp=slide_mpp,
-                extra={k: v for k, v in raw.items() if k not in known and k is not None},
-            )
-        )
+            rows.append(parsed)
     if errors:
         shown = errors[:MAX_ERRORS_LISTED]
         more = f"\n… and {len(errors) - len(shown)} more bad rows" if len(errors) > len(shown) else ""

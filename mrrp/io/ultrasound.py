@@ -7,14 +7,15 @@ pixel size and the *names* of the attributes that were removed, never their valu
 logs. Every failure a user can cause is an :class:`UltrasoundError` with a one-sentence message
 meant for a clinician.
 
+De-identification itself lives in :mod:`mrrp.io.dicom_deid` (shared with the MRI reader);
+:func:`deidentify` is re-exported here.
+
 Units are in the names: ``*_mm`` millimetres, ``*_px`` pixels.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mrrp.errors import InputError
+from mrrp.io.dicom_deid import deidentify
 
 # A US frame is at most a few megapixels; 40 Mpx (40 MB as 8-bit) leaves room for screenshots of
 # high-resolution monitors while refusing decompression bombs before they are decoded.
@@ -81,230 +83,6 @@ class UltrasoundInput:
     @property
     def shape_px(self) -> tuple[int, int]:
         return int(self.image.shape[0]), int(self.image.shape[1])
-
-
-# --------------------------------------------------------------------------------------------------
-# De-identification (DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile)
-# --------------------------------------------------------------------------------------------------
-
-# Attributes the basic profile removes or blanks that are not caught by the VR rules below (every PN,
-# DA, DT and TM element anywhere is removed; so are private tags, overlays and curves). We remove rather
-# than blank: the dataset is never written back as a conformant file, so type-2 presence is moot.
-_REMOVE_KEYWORDS = frozenset(
-    {
-        # Patient
-        "PatientID",
-        "OtherPatientIDs",
-        "OtherPatientIDsSequence",
-        "OtherPatientNames",
-        "PatientBirthName",
-        "PatientMotherBirthName",
-        "PatientAddress",
-        "PatientTelephoneNumbers",
-        "PatientTelecomInformation",
-        "IssuerOfPatientID",
-        "IssuerOfPatientIDQualifiersSequence",
-        "MedicalRecordLocator",
-        "PatientAge",
-        "PatientSex",
-        "PatientSize",
-        "PatientWeight",
-        "EthnicGroup",
-        "Occupation",
-        "AdditionalPatientHistory",
-        "PatientComments",
-        "MilitaryRank",
-        "BranchOfService",
-        "MedicalAlerts",
-        "Allergies",
-        "CountryOfResidence",
-        "RegionOfResidence",
-        "PatientReligiousPreference",
-        "PatientInsurancePlanCodeSequence",
-        "PatientPrimaryLanguageCodeSequence",
-        "PatientState",
-        "PregnancyStatus",
-        "SmokingStatus",
-        "LastMenstrualDate",
-        "PatientSexNeutered",
-        "ReferencedPatientSequence",
-        "ReferencedPatientPhotoSequence",
-        "ResponsibleOrganization",
-        "PatientBirthTime",
-        "PatientBirthDateInAlternativeCalendar",
-        # Visit / order
-        "AccessionNumber",
-        "IssuerOfAccessionNumberSequence",
-        "StudyID",
-        "AdmissionID",
-        "IssuerOfAdmissionIDSequence",
-        "AdmittingDiagnosesDescription",
-        "AdmittingDiagnosesCodeSequence",
-        "CurrentPatientLocation",
-        "PatientInstitutionResidence",
-        "ServiceEpisodeID",
-        "ServiceEpisodeDescription",
-        "VisitComments",
-        "ReasonForStudy",
-        "ReasonForTheRequestedProcedure",
-        "RequestingService",
-        "RequestedProcedureID",
-        "RequestedProcedureDescription",
-        "RequestedProcedureComments",
-        "RequestAttributesSequence",
-        "ScheduledProcedureStepID",
-        "ScheduledProcedureStepDescription",
-        "PerformedProcedureStepID",
-        "PerformedProcedureStepDescription",
-        "PerformedLocation",
-        "PerformedStationName",
-        "PlacerOrderNumberImagingServiceRequest",
-        "FillerOrderNumberImagingServiceRequest",
-        "OrderEnteredBy",
-        "OrderEntererLocation",
-        "OrderCallbackPhoneNumber",
-        "ImagingServiceRequestComments",
-        "InterpretationID",
-        "ReferencedStudySequence",
-        "ReferencedPerformedProcedureStepSequence",
-        "StudyDescription",
-        "SeriesDescription",
-        "ProtocolName",
-        # Institution / staff / device
-        "InstitutionName",
-        "InstitutionAddress",
-        "InstitutionalDepartmentName",
-        "InstitutionalDepartmentTypeCodeSequence",
-        "InstitutionCodeSequence",
-        "ReferringPhysicianAddress",
-        "ReferringPhysicianTelephoneNumbers",
-        "ReferringPhysicianIdentificationSequence",
-        "ConsultingPhysicianIdentificationSequence",
-        "PhysiciansOfRecordIdentificationSequence",
-        "PerformingPhysicianIdentificationSequence",
-        "PhysiciansReadingStudyIdentificationSequence",
-        "OperatorIdentificationSequence",
-        "StationName",
-        "DeviceSerialNumber",
-        "DeviceUID",
-        "PlateID",
-        "DetectorID",
-        "GantryID",
-        "CassetteID",
-        "ScheduledStationName",
-        "ScheduledProcedureStepLocation",
-        "SourceApplicationEntityTitle",
-        "SendingApplicationEntityTitle",
-        "ReceivingApplicationEntityTitle",
-        "PrivateInformation",
-        "PrivateInformationCreatorUID",
-        # Free text that often carries names or dates
-        "ImageComments",
-        "FrameComments",
-        "AcquisitionComments",
-        "TextComments",
-        "TextString",
-        "DerivationDescription",
-        "ContentSequence",
-        "OriginalAttributesSequence",
-        "ModifiedAttributesSequence",
-        "DigitalSignaturesSequence",
-        "AcquisitionContextSequence",
-        "IconImageSequence",
-        "GraphicAnnotationSequence",
-        "ClinicalTrialSponsorName",
-        "ClinicalTrialSubjectID",
-        "ClinicalTrialSubjectReadingID",
-        "ClinicalTrialSiteID",
-        "ClinicalTrialSiteName",
-        "ClinicalTrialProtocolID",
-        "ClinicalTrialProtocolName",
-        "ClinicalTrialTimePointID",
-        "ClinicalTrialTimePointDescription",
-        "ClinicalTrialCoordinatingCenterName",
-    }
-)
-# Date/time attributes (as well as names) can turn up under odd VRs in old files; the VR rule covers the rest.
-_REMOVE_VRS = frozenset({"PN", "DA", "DT", "TM"})
-# Overlay (60xx) and curve (50xx) groups may hold burned-in text or graphics.
-_REMOVE_GROUP_RANGES = ((0x5000, 0x50FF), (0x6000, 0x60FF))
-
-# A fresh salt per process: UIDs map consistently within one run (images of one study stay linked)
-# but cannot be recomputed from the originals by anyone else.
-_UID_SALT = secrets.token_hex(16)
-_UID_ROOT = "2.25."  # UUID-derived UIDs need no registered root
-
-_DEIDENTIFICATION_METHOD = "PS3.15 Basic Profile (mrrp)"  # LO: at most 64 characters
-
-
-def _new_uid(value: str) -> str:
-    # 2.25.<decimal of 128 bits>: the standard form for UIDs that are not under an org root.
-    digest = hashlib.sha256(f"{_UID_SALT}:{value}".encode()).digest()[:16]
-    return _UID_ROOT + str(int.from_bytes(digest, "big"))
-
-
-def _keeps_uid(keyword: str) -> bool:
-    """Class and syntax UIDs say *what* an object is and must survive; instance UIDs say *which* one."""
-    return keyword.endswith("ClassUID") or keyword in {
-        "TransferSyntaxUID",
-        "CodingSchemeUID",
-        "ContextGroupExtensionCreatorUID",
-    }
-
-
-def deidentify(ds: Any) -> list[str]:
-    """Strip identifying attributes from a pydicom Dataset in place; returns the names of those removed or
-    replaced (never their values), sorted.
-
-    Removes every person name (PN), date and time (DA/DT/TM) at any depth, the basic-profile identifiers
-    (patient ID, accession number, institution, station, device serial number, study ID, descriptions, ...),
-    private tags, overlays and curves; replaces instance UIDs (including the file meta's) with salted
-    hashes; blanks the 128-byte preamble; and records PatientIdentityRemoved/DeidentificationMethod.
-    Pixel data is not read, so this is cheap even for large files.
-    """
-    from pydicom.tag import Tag
-
-    pixel_tags = {Tag(0x7FE0, 0x0010), Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)}
-    removed: set[str] = set()
-
-    def visit(dataset: Any) -> None:
-        for tag in list(dataset.keys()):
-            if tag in pixel_tags:
-                continue  # never identifying, and reading it here would pull the whole image into memory
-            if tag.is_private:
-                del dataset[tag]
-                removed.add(f"private {tag}")
-                continue
-            if any(lo <= tag.group <= hi for lo, hi in _REMOVE_GROUP_RANGES):
-                del dataset[tag]
-                removed.add(f"overlay/curve {tag}")
-                continue
-            elem = dataset[tag]
-            name = elem.keyword or str(tag)
-            if elem.keyword in _REMOVE_KEYWORDS or elem.VR in _REMOVE_VRS:
-                del dataset[tag]
-                removed.add(name)
-            elif elem.VR == "UI" and not _keeps_uid(elem.keyword):
-                if elem.VM > 1:
-                    elem.value = [_new_uid(str(v)) for v in elem.value]
-                elif elem.value:
-                    elem.value = _new_uid(str(elem.value))
-                else:
-                    continue
-                removed.add(name)
-            elif elem.VR == "SQ" and elem.value is not None:
-                for item in elem.value:
-                    visit(item)
-
-    visit(ds)
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        visit(meta)
-    if getattr(ds, "preamble", None):
-        ds.preamble = b"\0" * 128  # the preamble is free for applications and can smuggle data (TIFF hybrids)
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = _DEIDENTIFICATION_METHOD
-    return sorted(removed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -553,7 +331,8 @@ def _dicom_to_gray(frame: np.ndarray, ds: Any) -> np.ndarray:
     return gray
 
 
-def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
+def _parse_dicom(p: Path, *, force: bool) -> tuple[Any, list[str]]:
+    """(de-identified dataset, removed attribute names); refuses bytes that are not a DICOM dataset."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -574,7 +353,11 @@ def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
         raise UnsupportedUltrasoundFormatError(
             f"{_describe(p)} is not an image mrrp can read; please upload a {ACCEPTED} ultrasound file."
         )
+    return ds, removed
 
+
+def _check_is_ultrasound_image(p: Path, ds: Any) -> None:
+    """Refuse a DICOM object without pixels (or cut short before them) and images of other modalities."""
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if "PixelData" not in ds:
         sop = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
@@ -596,15 +379,9 @@ def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
             "not an ultrasound; please upload a breast ultrasound image."
         )
 
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    if rows <= 0 or cols <= 0:
-        raise CorruptUltrasoundError(
-            f"The DICOM file {_describe(p)} does not state its image size and cannot be decoded."
-        )
-    if rows * cols > max_pixels:
-        raise _too_large(p, cols, rows, max_pixels)
-    frame_count = max(1, int(_as_float(ds.get("NumberOfFrames", 1)) or 1))
 
+def _decode_first_frame(p: Path, ds: Any, frame_count: int) -> np.ndarray:
+    """The first frame as pydicom decodes it: (H, W) or (H, W, 3)."""
     from pydicom.pixels import pixel_array
 
     try:
@@ -622,7 +399,22 @@ def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
         ) from exc
     if frame.ndim == 3 and frame.shape[-1] not in (3, 4) and frame.shape[0] == frame_count:
         frame = frame[0]  # some decoders ignore index for single-frame syntaxes
-    gray = _dicom_to_gray(np.asarray(frame), ds)
+    return np.asarray(frame)
+
+
+def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
+    ds, removed = _parse_dicom(p, force=force)
+    _check_is_ultrasound_image(p, ds)
+    # The size is checked from the header, before decoding, so a decompression bomb is never expanded.
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows <= 0 or cols <= 0:
+        raise CorruptUltrasoundError(
+            f"The DICOM file {_describe(p)} does not state its image size and cannot be decoded."
+        )
+    if rows * cols > max_pixels:
+        raise _too_large(p, cols, rows, max_pixels)
+    frame_count = max(1, int(_as_float(ds.get("NumberOfFrames", 1)) or 1))
+    gray = _dicom_to_gray(_decode_first_frame(p, ds, frame_count), ds)
 
     burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     return UltrasoundInput(

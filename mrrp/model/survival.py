@@ -338,6 +338,40 @@ class _IntervalRule:
         return _Interval(mean=mean, lower=lower, upper=upper)
 
 
+def _check_ensemble_inputs(lr: np.ndarray, n_baselines: int, horizons: Any, level: float) -> np.ndarray:
+    """Validate ``lr`` (M, n) against the baselines and level; returns the horizons as (H,) months."""
+    if lr.ndim != 2:
+        raise ValueError(f"log_risks must be (M, n), got shape {lr.shape}")
+    n_members, _ = lr.shape
+    if n_baselines != n_members:
+        raise ValueError(f"{n_members} members' log-risks but {n_baselines} baselines")
+    if n_members < 2:
+        raise ValueError("an interval needs at least 2 ensemble members")
+    if not np.all(np.isfinite(lr)):
+        raise ValueError("log_risks contains NaN or infinite values")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    horizons_arr = _as_1d(np.atleast_1d(horizons), "horizons")  # (H,)
+    if np.any(horizons_arr <= 0):
+        raise ValueError("horizons must be positive (months)")
+    return horizons_arr
+
+
+def _member_curves(
+    lr: np.ndarray, baselines: Sequence[BaselineHazard], grid: np.ndarray, horizons: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's survival (M, n, T) on ``grid`` and recurrence probability (M, n, H) at ``horizons``,
+    member m using its own baseline."""
+    surv = np.stack([b.survival(lr[m], grid) for m, b in enumerate(baselines)])  # (M, n, T)
+    rec = np.stack(
+        [
+            np.stack([b.recurrence_probability(lr[m], h) for h in horizons], axis=-1)  # (n, H)
+            for m, b in enumerate(baselines)
+        ]
+    )  # (M, n, H)
+    return surv, rec
+
+
 def ensemble_summary(
     log_risks: Any,
     baseline_per_member: Sequence[BaselineHazard],
@@ -374,21 +408,8 @@ def ensemble_summary(
         horizons_months: (H,), recurrence_mean / recurrence_lower / recurrence_upper: (n, H).
     """
     lr = np.asarray(log_risks, dtype=float)
-    if lr.ndim != 2:
-        raise ValueError(f"log_risks must be (M, n), got shape {lr.shape}")
-    n_members, _ = lr.shape
-    if len(baseline_per_member) != n_members:
-        raise ValueError(f"{n_members} members' log-risks but {len(baseline_per_member)} baselines")
-    if n_members < 2:
-        raise ValueError("an interval needs at least 2 ensemble members")
-    if not np.all(np.isfinite(lr)):
-        raise ValueError("log_risks contains NaN or infinite values")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    horizons_arr = _as_1d(np.atleast_1d(horizons), "horizons")  # (H,)
-    if np.any(horizons_arr <= 0):
-        raise ValueError("horizons must be positive (months)")
-
+    horizons_arr = _check_ensemble_inputs(lr, len(baseline_per_member), horizons, level)
+    n_members = lr.shape[0]
     if time_grid_months is None:
         grid = np.union1d(np.zeros(1), np.concatenate([b.times for b in baseline_per_member]))  # (T,)
     else:
@@ -396,14 +417,8 @@ def ensemble_summary(
 
     rule = _IntervalRule(n_members=n_members, level=level)
     lr_iv = rule(lr)  # (n,)
-    surv = np.stack([b.survival(lr[m], grid) for m, b in enumerate(baseline_per_member)])  # (M, n, T)
+    surv, rec = _member_curves(lr, baseline_per_member, grid, horizons_arr)
     surv_iv = rule(surv, clip01=True)  # (n, T)
-    rec = np.stack(
-        [
-            np.stack([b.recurrence_probability(lr[m], h) for h in horizons_arr], axis=-1)  # (n, H)
-            for m, b in enumerate(baseline_per_member)
-        ]
-    )  # (M, n, H)
     rec_iv = rule(rec, clip01=True)  # (n, H)
 
     return {

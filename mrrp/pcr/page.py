@@ -24,7 +24,7 @@ def save_uploads(files: Iterable[tuple[str, bytes]], upload_dir: str | os.PathLi
 
     Natural order matters for 3D NIfTI phases uploaded together (phase_0, phase_1, ... phase_10).
     """
-    from mrrp.pcr.io import _natural_key
+    from mrrp.pcr.io.files import natural_key
 
     uploads = [UploadedFileData(name, data) for name, data in files]
     for f in uploads:
@@ -33,7 +33,7 @@ def save_uploads(files: Iterable[tuple[str, bytes]], upload_dir: str | os.PathLi
         if len(f.data) > MAX_FILE_BYTES:
             raise InputError(f"The uploaded file '{safe_filename(f.name)}' is larger than the limit for one MRI file.")
     paths = save_content_addressed(uploads, Path(upload_dir) / "pcr")
-    return sorted(set(paths), key=lambda p: _natural_key(p.name))
+    return sorted(set(paths), key=lambda p: natural_key(p.name))
 
 
 def form_options(field_name: str) -> list[str]:

@@ -78,25 +78,84 @@ def _sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
+@dataclass
+class _NetOutputs:
+    """One forward pass over the four flipped views; index 0 is the unflipped volume."""
+
+    logit_image: np.ndarray  # (4,) stage 1
+    logit_guided: np.ndarray  # (4,) stage 2 (mask-restricted attention when a mask was given)
+    logit_final: np.ndarray  # (4,) stage 3
+    draws: np.ndarray | None  # (H * 4,) stage 3 of every bootstrap fusion head, or None without heads
+    attention: np.ndarray  # (X, Y, Z) attention of the unflipped view on the working grid
+    in_mask: float | None  # share of the model's own attention inside the mask (None without a mask)
+
+
 def predict_working(bundle, work, clinical: ClinicalRecord | None, *, batched: bool = True) -> PCRPrediction:
     """Run the bundled network on a working-grid volume (mrrp.pcr.io.to_working). ``batched=False`` runs the
     four flips one by one (kept for the benchmark's baseline)."""
     import time
 
-    import torch
-
-    from mrrp._threads import torch_threads
-    from mrrp.pcr.model import attention_mass_in_mask, dilated_prior, upsample_attention
-    from mrrp.pcr.train import CELLS_SHAPE
-
     t0 = time.perf_counter()
-    net = bundle.net
     cal = bundle.config["calibration"]  # per stage [a, b]: p = sigmoid(a * logit + b)
 
     def prob(stage: str, logit) -> np.ndarray:
         a, b = cal[stage]
         return _sigmoid(a * np.asarray(logit, dtype=np.float64) + b)
 
+    guided = work.mask is not None
+    out = _forward(bundle, work, clinical, batched=batched)
+    p_final = float(prob("with_clinical", float(out.logit_final[0])))
+    spread = prob("with_clinical", out.draws if out.draws is not None else out.logit_final)
+    lo, hi = (float(v) for v in np.quantile(spread, [0.025, 0.975]))
+    threshold = float(bundle.config["threshold"])
+    stages = [
+        StageOutput(
+            "image_only",
+            "Image only (stage 1: global image patterns)",
+            float(prob("image_only", float(out.logit_image[0]))),
+        ),
+        StageOutput(
+            "guided",
+            "Guided attention (stage 2: "
+            + ("restricted to the tumour mask)" if guided else "the model's own attention)"),
+            float(prob("guided", float(out.logit_guided[0]))),
+        ),
+        StageOutput("with_clinical", "With clinical variables (stage 3: the reported probability)", p_final),
+    ]
+    unknown = [f.label for f in PCR_CLINICAL_FIELDS if (clinical or {}).get(f.name) is None]
+    return PCRPrediction(
+        probability=p_final,
+        interval=(min(lo, p_final), max(hi, p_final)),
+        threshold=threshold,
+        above_threshold=p_final >= threshold,
+        stages=stages,
+        attention=out.attention.astype(np.float32),
+        attention_guided_by_mask=guided,
+        attention_in_mask=out.in_mask,
+        background=(work.phases[1] - work.phases[0]).astype(np.float32),
+        post_contrast=work.phases[1].astype(np.float32),
+        mask=work.mask,
+        unknown_clinical=unknown,
+        notes=_notes(out.in_mask, clinical, unknown),
+        notice=str(bundle.model_card.get("notice", "")),
+        model=str(bundle.config.get("name", "")),
+        source_format=work.source_format,
+        n_phases=work.n_phases,
+        native_spacing_mm=work.native_spacing_mm,
+        working_affine=work.affine,
+        seconds={"model": round(time.perf_counter() - t0, 3)},
+    )
+
+
+def _forward(bundle, work, clinical: ClinicalRecord | None, *, batched: bool) -> _NetOutputs:
+    """Every stage's logit on the volume and its three flips, with the mask (if any) flipped alongside."""
+    import torch
+
+    from mrrp._threads import torch_threads
+    from mrrp.pcr.model import attention_mass_in_mask, dilated_prior, upsample_attention
+    from mrrp.pcr.train import CELLS_SHAPE
+
+    net = bundle.net
     x = torch.from_numpy(work.channels).float().unsqueeze(0)  # (1, 3, X, Y, Z)
     views = torch.cat([x.flip(f) if f else x for f in FLIPS])  # (4, 3, X, Y, Z)
     clin = torch.from_numpy(bundle.encoder.encode(clinical)).float().unsqueeze(0).expand(len(FLIPS), -1)
@@ -114,27 +173,20 @@ def predict_working(bundle, work, clinical: ClinicalRecord | None, *, batched: b
         draws = [net.fused_logit(out["logit_guided"], clin, head=h) for h in bundle.fusion_heads]
         attention = upsample_attention(out["attention"][:1], CELLS_SHAPE)[0].numpy()
         in_mask = float(attention_mass_in_mask(own["attention"][:1], cells[:1])[0]) if cells is not None else None
-    p_final = float(prob("with_clinical", float(final[0])))
-    spread = prob("with_clinical", torch.cat(draws).numpy() if draws else final.numpy())
-    lo, hi = (float(v) for v in np.quantile(spread, [0.025, 0.975]))
-    threshold = float(bundle.config["threshold"])
-    stages = [
-        StageOutput(
-            "image_only",
-            "Image only (stage 1: global image patterns)",
-            float(prob("image_only", float(logit_image[0]))),
-        ),
-        StageOutput(
-            "guided",
-            "Guided attention (stage 2: "
-            + ("restricted to the tumour mask)" if cells is not None else "the model's own attention)"),
-            float(prob("guided", float(out["logit_guided"][0]))),
-        ),
-        StageOutput("with_clinical", "With clinical variables (stage 3: the reported probability)", p_final),
-    ]
-    unknown = [f.label for f in PCR_CLINICAL_FIELDS if (clinical or {}).get(f.name) is None]
+    return _NetOutputs(
+        logit_image=logit_image.numpy(),
+        logit_guided=out["logit_guided"].numpy(),
+        logit_final=final.numpy(),
+        draws=torch.cat(draws).numpy() if draws else None,
+        attention=attention,
+        in_mask=in_mask,
+    )
+
+
+def _notes(in_mask: float | None, clinical: ClinicalRecord | None, unknown: list[str]) -> list[str]:
+    """What the clinician should know about how this prediction was made (``in_mask`` is None without a mask)."""
     notes = []
-    if cells is None:
+    if in_mask is None:
         notes.append(
             "No tumour mask was given: the attention map is the model's own (unguided at inference). It was trained to "
             "look at the tumour, but nothing constrains it for this patient; check that it highlights the lesion."
@@ -148,28 +200,7 @@ def predict_working(bundle, work, clinical: ClinicalRecord | None, *, batched: b
         notes.append("No clinical variables were given: stage 3 used the training averages for all of them.")
     elif unknown:
         notes.append(f"Unknown clinical variables (training averages used): {', '.join(unknown)}.")
-    return PCRPrediction(
-        probability=p_final,
-        interval=(min(lo, p_final), max(hi, p_final)),
-        threshold=threshold,
-        above_threshold=p_final >= threshold,
-        stages=stages,
-        attention=attention.astype(np.float32),
-        attention_guided_by_mask=cells is not None,
-        attention_in_mask=in_mask,
-        background=(work.phases[1] - work.phases[0]).astype(np.float32),
-        post_contrast=work.phases[1].astype(np.float32),
-        mask=work.mask,
-        unknown_clinical=unknown,
-        notes=notes,
-        notice=str(bundle.model_card.get("notice", "")),
-        model=str(bundle.config.get("name", "")),
-        source_format=work.source_format,
-        n_phases=work.n_phases,
-        native_spacing_mm=work.native_spacing_mm,
-        working_affine=work.affine,
-        seconds={"model": round(time.perf_counter() - t0, 3)},
-    )
+    return notes
 
 
 def predict_files(

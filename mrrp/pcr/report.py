@@ -104,10 +104,23 @@ def _verdict(d: dict) -> list[str]:
 
 
 def markdown(d: dict, image: Path | None) -> str:
+    """The report as markdown, one section after another; ``image`` is the attention picture's relative path."""
     models = d["models"]
     splits = [s for s in ("val", "test", "external") if s in models["stepwise"]]
-    tr = d["training"]
     lines = [
+        *_title_section(d),
+        *_headline_section(d),
+        *_every_model_section(models, splits),
+        *_calibration_section(d, splits),
+        *_training_section(d["training"]),
+        *_attention_section(image),
+        *_reading_section(d),
+    ]
+    return "\n".join(lines)
+
+
+def _title_section(d: dict) -> list[str]:
+    return [
         "# pCR model report: pcr-demo",
         "",
         f"> {d['notice']}",
@@ -115,12 +128,18 @@ def markdown(d: dict, image: Path | None) -> str:
         "Reproduce: `python -m mrrp.pcr.build --out assets/models/pcr-demo --report docs/pcr_report` (seed 0; "
         f"synthesises `data/pcr_cohort` if missing). Bundle checksum `{d['bundle_checksum'][:16]}…`.",
         "",
+    ]
+
+
+def _headline_section(d: dict) -> list[str]:
+    """The stepwise model against the non-guided baseline on the external site, and the two targets."""
+    g, b = d["models"]["stepwise"]["external"], d["models"][BASELINE]["external"]
+    lines = [
         "## Headline (external site, never seen in training)",
         "",
         "| | stepwise guided + clinical | single-stage non-guided baseline |",
         "|---|---|---|",
     ]
-    g, b = models["stepwise"]["external"], models[BASELINE]["external"]
     for key, label, pct in (
         ("auc", "AUC", False),
         ("sensitivity", "sensitivity (validation-chosen threshold)", True),
@@ -131,7 +150,8 @@ def markdown(d: dict, image: Path | None) -> str:
         lines.append(
             f"| {label} | {_fmt(g.get(key), g['ci95'].get(key), pct)} | {_fmt(b.get(key), b['ci95'].get(key), pct)} |"
         )
-    lines += [
+    return [
+        *lines,
         f"| baseline sensitivity at the stepwise model's specificity | | "
         f"{_fmt(d['baseline_external_sensitivity_at_matched_specificity'], pct=True)} |",
         "",
@@ -143,6 +163,11 @@ def markdown(d: dict, image: Path | None) -> str:
         "",
         *_verdict(d),
         "",
+    ]
+
+
+def _every_model_section(models: dict, splits: list[str]) -> list[str]:
+    lines = [
         "## Every model, every split",
         "",
         "| model | split | n (pCR) | AUC | sensitivity | specificity | balanced accuracy | attention in mask |",
@@ -156,7 +181,13 @@ def markdown(d: dict, image: Path | None) -> str:
                 f"{_fmt(m['sensitivity'], pct=True)} | {_fmt(m['specificity'], pct=True)} | "
                 f"{_fmt(m['balanced_accuracy'], pct=True)} | {_fmt(m.get('attention_in_mask'), pct=True)} |"
             )
-    lines += [
+    return lines
+
+
+def _calibration_section(d: dict, splits: list[str]) -> list[str]:
+    """Calibration in the large and Brier score of the two headline models, then the cohort's oracle AUC."""
+    models = d["models"]
+    lines = [
         "",
         "Probabilities are Platt-calibrated on the validation split (per model; a monotone map, so AUC, sensitivity "
         "and specificity are unchanged). Calibration in the large and Brier score:",
@@ -180,9 +211,13 @@ def markdown(d: dict, image: Path | None) -> str:
             + ", ".join(f"{s} {oracle[s]:.3f}" for s in splits if s in oracle)
             + ".",
         ]
+    return lines
+
+
+def _training_section(tr: dict) -> list[str]:
     st = tr["stages"]
     s2 = st["stage2"]
-    lines += [
+    return [
         "",
         "## Training",
         "",
@@ -205,18 +240,26 @@ def markdown(d: dict, image: Path | None) -> str:
         _stage1_sentence(st["stage1"], tr),
         "",
     ]
-    if image is not None:
-        lines += [
-            "## Attention on external patients",
-            "",
-            f"![attention maps]({image.as_posix()})",
-            "",
-            "First post-contrast phase through the tumour, tumour mask outlined in green; colour: attention of the "
-            "stepwise model (middle) and of the non-guided baseline (right) on one shared scale per patient (a "
-            "near-uniform map stays grey). Neither model saw a mask at inference.",
-            "",
-        ]
-    lines += [
+
+
+def _attention_section(image: Path | None) -> list[str]:
+    if image is None:
+        return []
+    return [
+        "## Attention on external patients",
+        "",
+        f"![attention maps]({image.as_posix()})",
+        "",
+        "First post-contrast phase through the tumour, tumour mask outlined in green; colour: attention of the "
+        "stepwise model (middle) and of the non-guided baseline (right) on one shared scale per patient (a "
+        "near-uniform map stays grey). Neither model saw a mask at inference.",
+        "",
+    ]
+
+
+def _reading_section(d: dict) -> list[str]:
+    models = d["models"]
+    return [
         "## Reading these numbers",
         "",
         "- The cohort is synthetic (docs/pcr.md): the generating model is known, so the oracle AUC above is the "
@@ -230,7 +273,6 @@ def markdown(d: dict, image: Path | None) -> str:
         _threshold_sentence(d),
         "",
     ]
-    return "\n".join(lines)
 
 
 def _threshold_sentence(d: dict) -> str:

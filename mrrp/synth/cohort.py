@@ -78,13 +78,87 @@ def _slide_tissue_params(p: SyntheticPatient) -> dict[str, float]:
     }
 
 
-def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, float]) -> dict[str, object]:
-    """Write one patient's files under ``root``; returns the manifest row (paths relative to root)."""
-    from mrrp.synth.reports import pathology_report, ultrasound_report
-    from mrrp.synth.ultrasound import fake_identity, render_ultrasound, save_dicom, save_png
+def _write_slide(p: SyntheticPatient, root: Path, folder: Path, slide_size_mm: tuple[float, float]) -> str:
+    """The patient's synthetic slide and its ground-truth masks; returns the slide's path relative to root."""
     from mrrp.synth.wsi import save_masks_png, write_synthetic_slide
 
     site = SITES[p.site]
+    w_px = int(round(slide_size_mm[0] * 1000 / site.slide_mpp))
+    h_px = int(round(slide_size_mm[1] * 1000 / site.slide_mpp))
+    tissue = write_synthetic_slide(
+        folder / "slide.svs",
+        w_px,
+        h_px,
+        seed=p.seed,
+        mpp=site.slide_mpp,
+        tissue_fraction=0.45,
+        workers=1,
+        **_slide_tissue_params(p),
+    )
+    save_masks_png(tissue, root / "truth" / p.patient_id, MASK_DOWNSAMPLE * 0.25 / site.slide_mpp)
+    return f"patients/{p.patient_id}/slide.svs"
+
+
+def _write_ultrasound(p: SyntheticPatient, folder: Path, rng: np.random.Generator) -> str:
+    """One or two views, each a DICOM or a PNG; returns their ";"-joined paths relative to the cohort root."""
+    from mrrp.synth.ultrasound import fake_identity, render_ultrasound, save_dicom, save_png
+
+    site = SITES[p.site]
+    paths = []
+    study_date = f"{2010 + p.seed % 12}{1 + p.seed % 12:02d}{1 + p.seed % 28:02d}"
+    identity = fake_identity(p.seed, age_years=float(p.clinical["age_years"]), reference_date=study_date)  # type: ignore[arg-type]
+    for k, view in enumerate(("radial", "antiradial")[: 1 + int(rng.random() < 0.6)], start=1):
+        # Same seed for every view: the same lesion seen from another probe angle.
+        img = render_ultrasound(p.us_findings, seed=p.seed, gain=site.us_gain, speckle_scale=site.us_speckle, view=view)
+        if rng.random() < DICOM_FRACTION:
+            name = f"us_{k}.dcm"
+            save_dicom(
+                img,
+                folder / name,
+                patient=identity,
+                study_date=study_date,
+                laterality=str(p.us_findings["laterality"]),
+                manufacturer="SynthSonics " + site.name,
+                seed=p.seed + k,
+            )
+        else:
+            name = f"us_{k}.png"
+            save_png(img, folder / name)
+        paths.append(f"patients/{p.patient_id}/{name}")
+    return ";".join(paths)
+
+
+def _write_us_report(p: SyntheticPatient, folder: Path, rng: np.random.Generator) -> str:
+    from mrrp.synth.reports import ultrasound_report
+
+    nodes = int(p.clinical["positive_lymph_nodes"])  # type: ignore[arg-type]
+    text = ultrasound_report(
+        p.us_findings,
+        seed=p.seed,
+        style=SITES[p.site].report_style,
+        age_years=float(p.clinical["age_years"]),  # type: ignore[arg-type]
+        axillary_nodes_suspicious=nodes >= 4 or (nodes >= 1 and rng.random() < 0.3),
+    )
+    (folder / "us_report.txt").write_text(text, encoding="utf-8")
+    return f"patients/{p.patient_id}/us_report.txt"
+
+
+def _write_path_report(p: SyntheticPatient, folder: Path) -> str:
+    from mrrp.synth.reports import pathology_report
+
+    text = pathology_report(
+        p.clinical, seed=p.seed, style=SITES[p.site].report_style, laterality=str(p.us_findings["laterality"])
+    )
+    (folder / "path_report.txt").write_text(text, encoding="utf-8")
+    return f"patients/{p.patient_id}/path_report.txt"
+
+
+def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, float]) -> dict[str, object]:
+    """Write one patient's files under ``root``; returns the manifest row (paths relative to root).
+
+    One generator seeded by the patient drives the per-file choices (number of views, DICOM or PNG, a
+    suspicious axilla), drawn in the order below; keep that order or the cohort changes.
+    """
     folder = root / "patients" / p.patient_id
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(p.seed)
@@ -97,67 +171,14 @@ def write_patient(p: SyntheticPatient, root: Path, slide_size_mm: tuple[float, f
     }
     if p.present["clinical"]:
         row.update(p.clinical)
-
     if p.present["slide"]:
-        w_px = int(round(slide_size_mm[0] * 1000 / site.slide_mpp))
-        h_px = int(round(slide_size_mm[1] * 1000 / site.slide_mpp))
-        tissue = write_synthetic_slide(
-            folder / "slide.svs",
-            w_px,
-            h_px,
-            seed=p.seed,
-            mpp=site.slide_mpp,
-            tissue_fraction=0.45,
-            workers=1,
-            **_slide_tissue_params(p),
-        )
-        save_masks_png(tissue, root / "truth" / p.patient_id, MASK_DOWNSAMPLE * 0.25 / site.slide_mpp)
-        row["slide_path"] = f"patients/{p.patient_id}/slide.svs"
-
+        row["slide_path"] = _write_slide(p, root, folder, slide_size_mm)
     if p.present["ultrasound"]:
-        paths = []
-        study_date = f"{2010 + p.seed % 12}{1 + p.seed % 12:02d}{1 + p.seed % 28:02d}"
-        identity = fake_identity(p.seed, age_years=float(p.clinical["age_years"]), reference_date=study_date)  # type: ignore[arg-type]
-        for k, view in enumerate(("radial", "antiradial")[: 1 + int(rng.random() < 0.6)], start=1):
-            # Same seed for every view: the same lesion seen from another probe angle.
-            img = render_ultrasound(
-                p.us_findings, seed=p.seed, gain=site.us_gain, speckle_scale=site.us_speckle, view=view
-            )
-            if rng.random() < DICOM_FRACTION:
-                name = f"us_{k}.dcm"
-                save_dicom(
-                    img,
-                    folder / name,
-                    patient=identity,
-                    study_date=study_date,
-                    laterality=str(p.us_findings["laterality"]),
-                    manufacturer="SynthSonics " + site.name,
-                    seed=p.seed + k,
-                )
-            else:
-                name = f"us_{k}.png"
-                save_png(img, folder / name)
-            paths.append(f"patients/{p.patient_id}/{name}")
-        row["us_image_paths"] = ";".join(paths)
-
+        row["us_image_paths"] = _write_ultrasound(p, folder, rng)
     if p.present["us_report"]:
-        nodes = int(p.clinical["positive_lymph_nodes"])  # type: ignore[arg-type]
-        text = ultrasound_report(
-            p.us_findings,
-            seed=p.seed,
-            style=site.report_style,
-            age_years=float(p.clinical["age_years"]),  # type: ignore[arg-type]
-            axillary_nodes_suspicious=nodes >= 4 or (nodes >= 1 and rng.random() < 0.3),
-        )
-        (folder / "us_report.txt").write_text(text, encoding="utf-8")
-        row["us_report_path"] = f"patients/{p.patient_id}/us_report.txt"
-
+        row["us_report_path"] = _write_us_report(p, folder, rng)
     if p.present["path_report"]:
-        text = pathology_report(
-            p.clinical, seed=p.seed, style=site.report_style, laterality=str(p.us_findings["laterality"])
-        )
-        (folder / "path_report.txt").write_text(text, encoding="utf-8")
-        row["path_report_path"] = f"patients/{p.patient_id}/path_report.txt"
+        row["path_report_path"] = _write_path_report(p, folder)
     return row
 
 

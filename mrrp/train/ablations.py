@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,21 +92,18 @@ def run_variant(
     return out
 
 
-def run_ablations(
-    manifest: str | Path,
-    *,
-    folds: int = 3,
-    seed: int = 0,
-    cache_dir: str | None = None,
-    log: Log | None = None,
-    partial_out: Path | None = None,
-    only: set[str] | None = None,
-    previous: dict | None = None,
-) -> dict:
-    from mrrp.train.gbsg2 import coxph_fold
+@dataclass
+class _Cohort:
+    """The manifest's patients, per split and all together (train, test, external in that order)."""
 
-    t0 = time.perf_counter()
-    rows = read_manifest(manifest)
+    data: dict  # split -> {"batch", "time", "event"}
+    cases: list  # every split's cases, concatenated
+    time: np.ndarray  # (N,) months
+    event: np.ndarray  # (N,) 0/1
+    split_idx: dict[str, np.ndarray]  # split -> indices into cases
+
+
+def _load_cohort(rows: list, cache_dir: str | None) -> _Cohort:
     data: dict = {}
     all_cases, all_time, all_event, split_idx = [], [], [], {}
     for split in ("train", "test", "external"):
@@ -118,68 +116,98 @@ def run_ablations(
         all_cases += cases
         all_time.append(t)
         all_event.append(e)
-    train_cfg = TrainConfig(folds=folds, seed=seed)
-    everything = np.ones(len(MODALITIES), bool)
-    report: dict = {"folds": folds, "seed": seed, "variants": dict((previous or {}).get("variants", {}))}
+    return _Cohort(data, all_cases, np.concatenate(all_time), np.concatenate(all_event), split_idx)
 
-    def record(name: str, result: dict | Callable[[], dict]) -> None:
+
+def _variant_specs() -> list[tuple[str, FusionConfig, np.ndarray, bool]]:
+    """(name, model config, modalities kept, score under every missing pattern) for each variant, in report order."""
+    everything = np.ones(len(MODALITIES), bool)
+    specs = [
+        (f"query={s}", default_model_config(query_strategy=s), everything, s == "learned")
+        for s in ("learned", "pathology", "clinical")
+    ]
+    specs += [(f"absent_fill={f}", default_model_config(absent_fill=f), everything, True) for f in ("zero", "mean")]
+    specs.append(("compensation unconditioned", default_model_config(conditioned_compensation=False), everything, True))
+    for j, m in enumerate(MODALITIES):
+        single = np.zeros(len(MODALITIES), bool)
+        single[j] = True
+        specs.append((f"only_{m}", default_model_config(), single, False))
+        specs.append((f"without_{m}", default_model_config(), ~single, False))
+    return specs
+
+
+def _clinical_coxph(cohort: _Cohort) -> dict[str, float]:
+    """Classical baseline: CoxPH on the clinical fields, fitted on the training split. A small ridge
+    penalty: patients without a record make every "unknown" indicator collinear, and the
+    unpenalised Newton steps diverge on that design."""
+    from mrrp.train.gbsg2 import coxph_fold
+
+    cox = {}
+    for split in ("test", "external"):
+        train_idx, test_idx = cohort.split_idx["train"], cohort.split_idx[split]
+        scores, _ = coxph_fold(cohort.cases, cohort.time, cohort.event, train_idx, test_idx, alpha=0.01)
+        cox[f"c_{split}"] = harrell_c(scores, cohort.data[split]["time"], cohort.data[split]["event"])
+    return cox
+
+
+def _oracle_c(truth: Path, rows: list, cohort: _Cohort) -> dict[str, float]:
+    """Harrell's C of the generator's true log-hazard, when the cohort ships its truth table."""
+    if not truth.is_file():
+        return {}
+    import pandas as pd
+
+    tr = pd.read_csv(truth).set_index("patient_id")
+    out = {}
+    for split in ("test", "external"):
+        ids = [r.patient_id for r in rows if r.split == split]
+        data = cohort.data[split]
+        out[f"oracle_c_{split}"] = harrell_c(tr.loc[ids, "log_hazard"].to_numpy(), data["time"], data["event"])
+    return out
+
+
+def _ceilings(cohort: _Cohort, truth: Path) -> dict:
+    from mrrp.train.ceilings import modality_ceilings
+
+    split_of = np.empty(len(cohort.cases), dtype=object)
+    for split, idx in cohort.split_idx.items():
+        split_of[idx] = split
+    return modality_ceilings(cohort.cases, cohort.time, cohort.event, split_of.astype(str), truth)
+
+
+def run_ablations(
+    manifest: str | Path,
+    *,
+    folds: int = 3,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    log: Log | None = None,
+    partial_out: Path | None = None,
+    only: set[str] | None = None,
+    previous: dict | None = None,
+) -> dict:
+    t0 = time.perf_counter()
+    rows = read_manifest(manifest)
+    cohort = _load_cohort(rows, cache_dir)
+    train_cfg = TrainConfig(folds=folds, seed=seed)
+    report: dict = {"folds": folds, "seed": seed, "variants": dict((previous or {}).get("variants", {}))}
+    for name, cfg, keep, patterns in _variant_specs():
         if only is not None and name not in only:
-            return
-        report["variants"][name] = r = result() if callable(result) else result
+            continue
+        report["variants"][name] = r = run_variant(cfg, cohort.data, keep, train_cfg, missing_patterns=patterns)
         if partial_out is not None:  # a late failure must not lose half an hour of training
             partial_out.write_text(json.dumps(report, indent=2, default=float) + "\n")
         if log:
             log(f"{name}: test C {r['c_test']:.3f}, external C {r['c_external']:.3f}")
 
-    def variant(cfg: FusionConfig, keep: np.ndarray, patterns: bool = False) -> Callable[[], dict]:
-        return lambda: run_variant(cfg, data, keep, train_cfg, missing_patterns=patterns)
-
-    for strategy in ("learned", "pathology", "clinical"):
-        record(
-            f"query={strategy}",
-            variant(default_model_config(query_strategy=strategy), everything, patterns=strategy == "learned"),
-        )
-    for fill in ("zero", "mean"):
-        record(f"absent_fill={fill}", variant(default_model_config(absent_fill=fill), everything, patterns=True))
-    record(
-        "compensation unconditioned",
-        variant(default_model_config(conditioned_compensation=False), everything, patterns=True),
-    )
-    for j, m in enumerate(MODALITIES):
-        single = np.zeros(len(MODALITIES), bool)
-        single[j] = True
-        record(f"only_{m}", variant(default_model_config(), single))
-        record(f"without_{m}", variant(default_model_config(), ~single))
-
-    # Classical baseline: CoxPH on the clinical fields, fitted on the training split. A small ridge
-    # penalty: patients without a record make every "unknown" indicator collinear, and the
-    # unpenalised Newton steps diverge on that design.
-    time_all, event_all = np.concatenate(all_time), np.concatenate(all_event)
-    cox = {}
-    for split in ("test", "external"):
-        scores, _ = coxph_fold(all_cases, time_all, event_all, split_idx["train"], split_idx[split], alpha=0.01)
-        cox[f"c_{split}"] = harrell_c(scores, data[split]["time"], data[split]["event"])
+    cox = _clinical_coxph(cohort)
     report["clinical_coxph"] = cox
     singles = {m: report["variants"][f"only_{m}"]["c_test"] for m in MODALITIES}
     report["best_single_modality"] = max(singles, key=singles.get)
     report["best_single_modality_cindex_internal"] = singles[report["best_single_modality"]]
     report["cindex_clinical_cox_internal"] = cox["c_test"]
     truth = Path(manifest).with_name("truth.csv")
-    if truth.is_file():
-        import pandas as pd
-
-        tr = pd.read_csv(truth).set_index("patient_id")
-        for split in ("test", "external"):
-            ids = [r.patient_id for r in rows if r.split == split]
-            report[f"oracle_c_{split}"] = harrell_c(
-                tr.loc[ids, "log_hazard"].to_numpy(), data[split]["time"], data[split]["event"]
-            )
-    from mrrp.train.ceilings import modality_ceilings
-
-    split_of = np.empty(len(all_cases), dtype=object)
-    for split, idx in split_idx.items():
-        split_of[idx] = split
-    report["ceilings"] = modality_ceilings(all_cases, time_all, event_all, split_of.astype(str), truth)
+    report.update(_oracle_c(truth, rows, cohort))
+    report["ceilings"] = _ceilings(cohort, truth)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 

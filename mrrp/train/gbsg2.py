@@ -32,7 +32,7 @@ import json
 import math
 import time as _time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -285,6 +285,70 @@ def run_gbsg2_check(
         torch.set_num_threads(previous)
 
 
+@dataclass
+class _OuterCV:
+    """Out-of-fold log-risks of both models (centred on each fold's training mean, and raw) and per-fold C."""
+
+    oof_cox: np.ndarray  # (N,)
+    oof_mrrp: np.ndarray  # (N,)
+    raw_cox: np.ndarray  # (N,)
+    raw_mrrp: np.ndarray  # (N,)
+    c_cox: list[float]
+    c_mrrp: list[float]
+    fold_info: list[dict]
+
+
+def _outer_cv(cases, batch, time: np.ndarray, event: np.ndarray, cfg: TrainConfig, say: Log) -> _OuterCV:
+    n, folds, seed = len(cases), cfg.folds, cfg.seed
+    everyone = np.arange(n)
+    cv = _OuterCV(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), [], [], [])
+    for i, test_idx in enumerate(stratified_folds(event, folds, seed)):
+        train_idx = np.setdiff1d(everyone, test_idx)
+        # Predict every row, so each fold's training-row mean (the centring offset) is at hand.
+        cox_all, coef = coxph_fold(cases, time, event, train_idx, everyone)
+        mrrp_all, info = mrrp_fold(batch, time, event, train_idx, everyone, cfg, seed=seed * 100 + i)
+        cv.raw_cox[test_idx], cv.raw_mrrp[test_idx] = cox_all[test_idx], mrrp_all[test_idx]
+        info["train_mean_log_risk"] = {
+            "coxph": float(cox_all[train_idx].mean()),
+            "mrrp": float(mrrp_all[train_idx].mean()),
+        }
+        cv.oof_cox[test_idx] = cox_all[test_idx] - cox_all[train_idx].mean()
+        cv.oof_mrrp[test_idx] = mrrp_all[test_idx] - mrrp_all[train_idx].mean()
+        cv.c_cox.append(harrell_c(cv.oof_cox[test_idx], time[test_idx], event[test_idx]))
+        cv.c_mrrp.append(harrell_c(cv.oof_mrrp[test_idx], time[test_idx], event[test_idx]))
+        cv.fold_info.append({"fold": i, "n_test": len(test_idx), "coxph_coef": coef, **info})
+        say(
+            f"fold {i + 1}/{folds}: CoxPH C {cv.c_cox[-1]:.4f}, clinical path C {cv.c_mrrp[-1]:.4f} "
+            f"(best epoch {info['best_epoch']}, inner validation C {info['best_val_c']})"
+        )
+    return cv
+
+
+def _run_settings(cfg: TrainConfig, t0: float) -> dict:
+    folds, seed = cfg.folds, cfg.seed
+    return {
+        "folds": folds,
+        "seed": seed,
+        "fold_assignment": f"mrrp.train.trainer.stratified_folds(event, {folds}, {seed})",
+        "inner_validation": f"event-stratified {INNER_VALIDATION_FRACTION:.0%} of the training folds, "
+        "for early stopping on Harrell's C; the held-out fold is used only for the reported C",
+        "c_index": "Harrell (sksurv.metrics.concordance_index_censored)",
+        "coxph": "sksurv CoxPHSurvivalAnalysis(alpha=0, ties='efron') on all training folds; design from "
+        "the encoded clinical inputs (clinical_design)",
+        "train_config": cfg.to_dict(),
+        "model_config": "mrrp.train.pipeline.default_model_config()",
+        "receptor_mapping": "percent = 100*log1p(min(fmol/mg, 1000))/log1p(1000) (monotone score, not IHC %)",
+        "unknown_fields": [
+            "ki67_percent",
+            "lymphovascular_invasion",
+            "histological_type",
+            "chemotherapy",
+            "radiotherapy",
+        ],
+        "seconds": round(_time.perf_counter() - t0, 1),
+    }
+
+
 def _run(folds: int, seed: int, max_epochs: int, log: Log | None, train_cfg: TrainConfig | None, n_boot: int) -> dict:
     from mrrp.model.batch import collate
 
@@ -292,42 +356,17 @@ def _run(folds: int, seed: int, max_epochs: int, log: Log | None, train_cfg: Tra
     say = log or (lambda _msg: None)
     cfg = replace(train_cfg or BASE_TRAIN, max_epochs=max_epochs, folds=folds, seed=seed)
     cases, time, event = gbsg2_cases()
-    batch = collate(cases)
-    n = len(cases)
-    outer = stratified_folds(event, folds, seed)
-    everyone = np.arange(n)
-    oof_cox, oof_mrrp = np.zeros(n), np.zeros(n)
-    raw_cox, raw_mrrp = np.zeros(n), np.zeros(n)
-    c_cox, c_mrrp, fold_info = [], [], []
-    for i, test_idx in enumerate(outer):
-        train_idx = np.setdiff1d(everyone, test_idx)
-        # Predict every row, so each fold's training-row mean (the centring offset) is at hand.
-        cox_all, coef = coxph_fold(cases, time, event, train_idx, everyone)
-        mrrp_all, info = mrrp_fold(batch, time, event, train_idx, everyone, cfg, seed=seed * 100 + i)
-        raw_cox[test_idx], raw_mrrp[test_idx] = cox_all[test_idx], mrrp_all[test_idx]
-        info["train_mean_log_risk"] = {
-            "coxph": float(cox_all[train_idx].mean()),
-            "mrrp": float(mrrp_all[train_idx].mean()),
-        }
-        oof_cox[test_idx] = cox_all[test_idx] - cox_all[train_idx].mean()
-        oof_mrrp[test_idx] = mrrp_all[test_idx] - mrrp_all[train_idx].mean()
-        c_cox.append(harrell_c(oof_cox[test_idx], time[test_idx], event[test_idx]))
-        c_mrrp.append(harrell_c(oof_mrrp[test_idx], time[test_idx], event[test_idx]))
-        fold_info.append({"fold": i, "n_test": len(test_idx), "coxph_coef": coef, **info})
-        say(
-            f"fold {i + 1}/{folds}: CoxPH C {c_cox[-1]:.4f}, clinical path C {c_mrrp[-1]:.4f} "
-            f"(best epoch {info['best_epoch']}, inner validation C {info['best_val_c']})"
-        )
-    pooled_cox, pooled_mrrp = harrell_c(oof_cox, time, event), harrell_c(oof_mrrp, time, event)
-    diff = paired_bootstrap_difference(oof_mrrp, oof_cox, time, event, n_boot=n_boot, seed=seed)
-    mean_mrrp, mean_cox = float(np.mean(c_mrrp)), float(np.mean(c_cox))
+    cv = _outer_cv(cases, collate(cases), time, event, cfg, say)
+    pooled_cox, pooled_mrrp = harrell_c(cv.oof_cox, time, event), harrell_c(cv.oof_mrrp, time, event)
+    diff = paired_bootstrap_difference(cv.oof_mrrp, cv.oof_cox, time, event, n_boot=n_boot, seed=seed)
+    mean_mrrp, mean_cox = float(np.mean(cv.c_mrrp)), float(np.mean(cv.c_cox))
     say(
         f"mean C: clinical path {mean_mrrp:.4f}, CoxPH {mean_cox:.4f}; pooled OOF {pooled_mrrp:.4f} vs {pooled_cox:.4f}"
     )
     return {
         "dataset": {
             "name": "GBSG2 (sksurv.datasets.load_gbsg2)",
-            "n_patients": n,
+            "n_patients": len(cases),
             "n_events": int(event.sum()),
             "event_rate": float(event.mean()),
             "time_unit": f"months (days / {DAYS_PER_MONTH})",
@@ -335,40 +374,20 @@ def _run(folds: int, seed: int, max_epochs: int, log: Log | None, train_cfg: Tra
         },
         "cindex_clinical_path_cv": mean_mrrp,
         "cindex_coxph_cv": mean_cox,
-        "cindex_clinical_path_folds": c_mrrp,
-        "cindex_coxph_folds": c_cox,
+        "cindex_clinical_path_folds": cv.c_mrrp,
+        "cindex_coxph_folds": cv.c_cox,
         "cindex_clinical_path_pooled_oof": pooled_mrrp,
         "cindex_coxph_pooled_oof": pooled_cox,
         "pooled_oof_centring": "each fold's log-risk minus its mean over that fold's training rows",
-        "cindex_clinical_path_pooled_oof_uncentred": harrell_c(raw_mrrp, time, event),
-        "cindex_coxph_pooled_oof_uncentred": harrell_c(raw_cox, time, event),
+        "cindex_clinical_path_pooled_oof_uncentred": harrell_c(cv.raw_mrrp, time, event),
+        "cindex_coxph_pooled_oof_uncentred": harrell_c(cv.raw_cox, time, event),
         "difference_mean_cv": mean_mrrp - mean_cox,
         "difference_pooled_oof": diff,
         "target": "clinical path >= CoxPH - 0.01",
         "target_met_mean_cv": bool(mean_mrrp >= mean_cox - 0.01),
         "target_met_pooled_oof": bool(pooled_mrrp >= pooled_cox - 0.01),
-        "folds": fold_info,
-        "settings": {
-            "folds": folds,
-            "seed": seed,
-            "fold_assignment": f"mrrp.train.trainer.stratified_folds(event, {folds}, {seed})",
-            "inner_validation": f"event-stratified {INNER_VALIDATION_FRACTION:.0%} of the training folds, "
-            "for early stopping on Harrell's C; the held-out fold is used only for the reported C",
-            "c_index": "Harrell (sksurv.metrics.concordance_index_censored)",
-            "coxph": "sksurv CoxPHSurvivalAnalysis(alpha=0, ties='efron') on all training folds; design from "
-            "the encoded clinical inputs (clinical_design)",
-            "train_config": cfg.to_dict(),
-            "model_config": "mrrp.train.pipeline.default_model_config()",
-            "receptor_mapping": "percent = 100*log1p(min(fmol/mg, 1000))/log1p(1000) (monotone score, not IHC %)",
-            "unknown_fields": [
-                "ki67_percent",
-                "lymphovascular_invasion",
-                "histological_type",
-                "chemotherapy",
-                "radiotherapy",
-            ],
-            "seconds": round(_time.perf_counter() - t0, 1),
-        },
+        "folds": cv.fold_info,
+        "settings": _run_settings(cfg, t0),
     }
 
 

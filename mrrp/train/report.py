@@ -116,27 +116,14 @@ def write_markdown(report: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def merge_extras(docs: Path, ablations: Path, gbsg2: Path) -> dict:
-    """Add the ablation and GBSG2 numbers, and the target checks, to docs/model_report.{json,md}."""
-    report = json.loads((docs / "model_report.json").read_text())
-    abl = json.loads(ablations.read_text())
-    gb = json.loads(gbsg2.read_text())
+def _missing_c(abl: dict, variant: str) -> dict[str, float]:
+    """Internal test C by missing pattern for one ablation variant ({} when it was not scored that way)."""
+    return abl["variants"].get(variant, {}).get("c_test_by_missing", {})
+
+
+def _targets(report: dict, gb: dict, comp: dict, zero: dict) -> dict[str, bool]:
     fused = report["cindex_internal"]
-    report.update(
-        {
-            "ablations": abl,
-            "cindex_clinical_cox_internal": abl["cindex_clinical_cox_internal"],
-            "cindex_clinical_cox_external": abl["clinical_coxph"]["c_external"],
-            "best_single_modality": abl["best_single_modality"],
-            "best_single_modality_cindex_internal": abl["best_single_modality_cindex_internal"],
-            "gbsg2_cindex_clinical_path": gb["cindex_clinical_path_cv"],
-            "gbsg2_cindex_coxph": gb["cindex_coxph_cv"],
-        }
-    )
-    fill = abl["variants"]
-    comp = fill["query=learned"].get("c_test_by_missing", {})
-    zero = fill["absent_fill=zero"].get("c_test_by_missing", {})
-    report["targets"] = {
+    return {
         "internal >= 0.9 x oracle": fused >= 0.9 * report["oracle_cindex_internal"],
         "fused >= best single + 0.03": fused >= report["best_single_modality_cindex_internal"] + 0.03,
         "fused >= clinical CoxPH + 0.05": fused >= report["cindex_clinical_cox_internal"] + 0.05,
@@ -146,7 +133,10 @@ def merge_extras(docs: Path, ablations: Path, gbsg2: Path) -> dict:
         ),
         "GBSG2 clinical path >= CoxPH - 0.01": gb["cindex_clinical_path_cv"] >= gb["cindex_coxph_cv"] - 0.01,
     }
-    (docs / "model_report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+
+
+def _ablation_lines(report: dict, abl: dict, comp: dict, zero: dict) -> list[str]:
+    """The variants table and the absent-modality table, as markdown lines."""
     lines = [
         "",
         "## Ablations (3-fold CV ensembles, Harrell's C; `python -m mrrp.train.ablations`)",
@@ -165,32 +155,42 @@ def merge_extras(docs: Path, ablations: Path, gbsg2: Path) -> dict:
         "| pattern | compensation (conditioned, the model's) | compensation, unconditioned | zero-fill | mean-fill |",
         "|---|---|---|---|---|",
     ]
-    mean = fill["absent_fill=mean"].get("c_test_by_missing", {})
-    uncond = fill.get("compensation unconditioned", {}).get("c_test_by_missing", {})
+    mean = abl["variants"]["absent_fill=mean"].get("c_test_by_missing", {})
+    uncond = _missing_c(abl, "compensation unconditioned")
     lines += [
         f"| {k.replace('_', ' ')} | {comp[k]:.3f} | {_num(uncond.get(k))} | {_num(zero.get(k))} | {_num(mean.get(k))} |"
         for k in comp
     ]
+    return lines
+
+
+def _ceiling_lines(abl: dict) -> list[str]:
+    """Where the signal is lost, per modality, as markdown lines (none when the ablations have no ceilings)."""
     ceil = abl.get("ceilings", {})
-    if ceil:
-        only = {m: abl["variants"].get(f"only_{m}", {}) for m in ceil}
-        lines += [
-            "",
-            "Where the signal is lost (`mrrp.train.ceilings`; ridge CoxPH on the training split): a perfect reader of the "
-            "generator's own measurements of the modality, a linear probe of the frozen encoder features the model gets "
-            "(mean-pooled, PCA), and the trained single-modality model:",
-            "",
-            "| modality | perfect reader (test / external) | linear probe of frozen features | MRRP, this modality only |",
-            "|---|---|---|---|",
-        ]
-        for m, c in ceil.items():
-            pr, lp = c.get("perfect_reader", {}), c.get("linear_probe", {})
-            lines.append(
-                f"| {m} | {pr.get('test', float('nan')):.3f} / {pr.get('external', float('nan')):.3f} "
-                f"| {lp.get('test', float('nan')):.3f} / {lp.get('external', float('nan')):.3f} "
-                f"| {only[m].get('c_test', float('nan')):.3f} / {only[m].get('c_external', float('nan')):.3f} |"
-            )
-    lines += [
+    if not ceil:
+        return []
+    only = {m: abl["variants"].get(f"only_{m}", {}) for m in ceil}
+    lines = [
+        "",
+        "Where the signal is lost (`mrrp.train.ceilings`; ridge CoxPH on the training split): a perfect reader of the "
+        "generator's own measurements of the modality, a linear probe of the frozen encoder features the model gets "
+        "(mean-pooled, PCA), and the trained single-modality model:",
+        "",
+        "| modality | perfect reader (test / external) | linear probe of frozen features | MRRP, this modality only |",
+        "|---|---|---|---|",
+    ]
+    for m, c in ceil.items():
+        pr, lp = c.get("perfect_reader", {}), c.get("linear_probe", {})
+        lines.append(
+            f"| {m} | {pr.get('test', float('nan')):.3f} / {pr.get('external', float('nan')):.3f} "
+            f"| {lp.get('test', float('nan')):.3f} / {lp.get('external', float('nan')):.3f} "
+            f"| {only[m].get('c_test', float('nan')):.3f} / {only[m].get('c_external', float('nan')):.3f} |"
+        )
+    return lines
+
+
+def _gbsg2_and_target_lines(report: dict, abl: dict, gb: dict, comp: dict, zero: dict) -> list[str]:
+    lines = [
         "",
         f"GBSG2 (686 real patients, clinical path alone, 5-fold CV, `python -m mrrp.train.gbsg2`): "
         f"{gb['cindex_clinical_path_cv']:.3f} vs scikit-survival CoxPH {gb['cindex_coxph_cv']:.3f} on the same folds.",
@@ -202,6 +202,34 @@ def merge_extras(docs: Path, ablations: Path, gbsg2: Path) -> dict:
     ]
     lines += [f"| {k} | {'yes' if v else '**no**'} |" for k, v in report["targets"].items()]
     lines += ["", "## Why targets are missed", ""] + [f"- {w}" for w in why_missed(report, abl, comp, zero)]
+    return lines
+
+
+def merge_extras(docs: Path, ablations: Path, gbsg2: Path) -> dict:
+    """Add the ablation and GBSG2 numbers, and the target checks, to docs/model_report.{json,md}."""
+    report = json.loads((docs / "model_report.json").read_text())
+    abl = json.loads(ablations.read_text())
+    gb = json.loads(gbsg2.read_text())
+    report.update(
+        {
+            "ablations": abl,
+            "cindex_clinical_cox_internal": abl["cindex_clinical_cox_internal"],
+            "cindex_clinical_cox_external": abl["clinical_coxph"]["c_external"],
+            "best_single_modality": abl["best_single_modality"],
+            "best_single_modality_cindex_internal": abl["best_single_modality_cindex_internal"],
+            "gbsg2_cindex_clinical_path": gb["cindex_clinical_path_cv"],
+            "gbsg2_cindex_coxph": gb["cindex_coxph_cv"],
+        }
+    )
+    comp = abl["variants"]["query=learned"].get("c_test_by_missing", {})
+    zero = abl["variants"]["absent_fill=zero"].get("c_test_by_missing", {})
+    report["targets"] = _targets(report, gb, comp, zero)
+    (docs / "model_report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    lines = (
+        _ablation_lines(report, abl, comp, zero)
+        + _ceiling_lines(abl)
+        + _gbsg2_and_target_lines(report, abl, gb, comp, zero)
+    )
     md = (docs / "model_report.md").read_text()
     md = md.split("\n## Ablations")[0].rstrip("\n") + "\n"  # merging twice replaces, never duplicates
     (docs / "model_report.md").write_text(md + "\n".join(lines) + "\n")
