@@ -36,6 +36,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _common import machine
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = HERE / ".data"
@@ -48,16 +50,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 # -- cold start --------------------------------------------------------------------------------------
@@ -323,7 +315,7 @@ def main() -> None:
     os.environ.update({"MRRP_CACHE_DIR": str(cache), "MRRP_HISTORY_DB": str(cache / "history.sqlite")})
     result = {
         "date": dt.date.today().isoformat(),
-        "machine": _cpu(),
+        "machine": machine(),
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
         "encoder_threads": encoder_threads(),

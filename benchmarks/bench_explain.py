@@ -22,13 +22,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Explanations"
@@ -37,19 +37,6 @@ TABLE_HEADER = (
     "speed-up | Shapley s | tile IG s | clinical IG s | reports s | Grad-CAM s | load from cache s |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-
-
-def _machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -126,7 +113,7 @@ def main() -> None:
     parts = batched.timings_s
     result = {
         "date": dt.date.today().isoformat(),
-        "machine": _machine(),
+        "machine": machine(),
         "patient": row.patient_id,
         "n_tiles": len(case.tiles),
         "n_us_images": len(images),

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from mrrp.dashboard.batch import save_uploaded_manifest, score_manifest, summary_counts
-from mrrp.dashboard.models import active_model, is_bundled, model_version
+from mrrp.dashboard.models import model_version
 from mrrp.dashboard.performance import (
     SPLIT_LABELS,
     calibration_figure,
@@ -22,7 +22,7 @@ from mrrp.dashboard.performance import (
     site_table,
     td_auc_figure,
 )
-from mrrp.dashboard.shell import require_shell
+from mrrp.dashboard.shell import require_active_model, require_shell
 from mrrp.errors import InputError
 from mrrp.settings import load_settings
 from mrrp.ui import NOTICE, UNEXPECTED
@@ -33,15 +33,8 @@ state = st.session_state
 require_shell()  # before anything is drawn: deep links still get the sidebar and notice
 
 st.title("Cohort and performance")
-try:
-    bundle = active_model()
-except InputError as exc:
-    st.error(str(exc))
-    st.stop()
-bundled = is_bundled(bundle.path)
+bundle, bundled = require_active_model()
 version = model_version(bundle)
-if bundled:
-    st.warning(NOTICE, icon=":material/science:")
 st.caption(f"Active model `{version}`")
 
 tab_perf, tab_batch = st.tabs(["Validated performance", "Batch scoring"])

@@ -6,10 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from mrrp.dashboard.modelcard import model_card_markdown, model_card_view
-from mrrp.dashboard.models import active_model, is_bundled
 from mrrp.dashboard.performance import find_evaluation
-from mrrp.dashboard.shell import require_shell
-from mrrp.errors import InputError
+from mrrp.dashboard.shell import require_active_model, require_shell
 from mrrp.settings import load_settings
 from mrrp.ui import NOTICE
 
@@ -18,15 +16,7 @@ settings = load_settings()
 require_shell()  # before anything is drawn: deep links still get the sidebar and notice
 
 st.title("Model card")
-try:
-    bundle = active_model()
-except InputError as exc:
-    st.error(str(exc))
-    st.stop()
-
-bundled = is_bundled(bundle.path)
-if bundled:
-    st.warning(NOTICE, icon=":material/science:")
+bundle, bundled = require_active_model()
 evaluation, _ = find_evaluation(bundle, settings.cache_dir)
 card = model_card_view(bundle, evaluation, NOTICE if bundled else None)
 

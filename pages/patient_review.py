@@ -12,7 +12,7 @@ from mrrp.dashboard import charts
 from mrrp.dashboard.export import png_bytes, prediction_json
 from mrrp.dashboard.history import CaseHistory, HistoryError
 from mrrp.dashboard.intake import INPUTS, CaseInputs, build_case, demo_inputs, demo_titles
-from mrrp.dashboard.models import active_model, active_model_path, is_bundled, load_encoders, model_version
+from mrrp.dashboard.models import active_model_path, load_encoders, model_version
 from mrrp.dashboard.reference import group_description
 from mrrp.dashboard.review import (
     TILE_SCORE_KINDS,
@@ -34,7 +34,7 @@ from mrrp.dashboard.review import (
     what_if_rows,
     what_if_summary,
 )
-from mrrp.dashboard.shell import require_shell
+from mrrp.dashboard.shell import require_active_model, require_shell
 from mrrp.dashboard.slideanalysis import slide_thumbnail
 from mrrp.dashboard.uploads import SavedSlide, review_inputs, save_slide_upload
 from mrrp.errors import InputError
@@ -42,7 +42,7 @@ from mrrp.explain.heatmap import colorbar_image
 from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides
 from mrrp.schema import CLINICAL_FIELDS
 from mrrp.settings import load_settings
-from mrrp.ui import NOTICE, UNEXPECTED
+from mrrp.ui import UNEXPECTED
 from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_INPUTS, RISK_GROUP_STREAMLIT_COLOURS
 
 require_shell()
@@ -57,14 +57,7 @@ st.caption(
     "exists: H&E slide, ultrasound images and report, pathology report, clinical record."
 )
 
-try:
-    bundle = active_model()
-except InputError as exc:
-    st.error(str(exc))
-    st.stop()
-bundled = is_bundled(active_model_path())
-if bundled:
-    st.warning(NOTICE, icon=":material/science:")
+bundle, bundled = require_active_model()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from mrrp.features.case import CaseFeatures
+    from mrrp.model.fusion import MRRP
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata" / "openslide"
@@ -19,6 +25,80 @@ os.environ.setdefault("MRRP_ENCODER_PRECISION", "fp32")
 PINK = (232, 150, 190)  # eosin stroma
 PURPLE = (120, 70, 160)  # haematoxylin-rich tissue
 GLASS = (242, 242, 242)
+
+
+# One complete, valid clinical record (the manifest columns of schema.CLINICAL_FIELDS), for tests that need
+# a patient whose clinical inputs are all present.
+CLINICAL_RECORD: dict[str, object] = {
+    "age_years": 54,
+    "menopausal_status": "post",
+    "tumour_size_mm": 22,
+    "histological_grade": 2,
+    "positive_lymph_nodes": 1,
+    "er_percent": 95,
+    "pr_percent": 40,
+    "ki67_percent": 18,
+    "lymphovascular_invasion": "no",
+    "histological_type": "invasive carcinoma of no special type",
+    "endocrine_therapy": "yes",
+    "chemotherapy": "no",
+    "radiotherapy": "yes",
+}
+
+
+def case_features(
+    patient_id: str,
+    tiles: np.ndarray,
+    *,
+    clinical: Mapping[str, object] | None = None,
+    tile_coords_l0: np.ndarray | None = None,
+    us_images: np.ndarray | None = None,
+    us_report: np.ndarray | None = None,
+    us_report_sentences: Sequence[str] = (),
+    path_report: np.ndarray | None = None,
+    path_report_sentences: Sequence[str] = (),
+) -> CaseFeatures:
+    """Model inputs made directly from arrays (a modality not given is absent), skipping the encoders."""
+    from mrrp.features.case import CaseFeatures, encode_clinical
+
+    numeric, known, categorical, has_clinical = encode_clinical(clinical)
+    return CaseFeatures(
+        patient_id=patient_id,
+        tiles=tiles,
+        tile_coords_l0=np.zeros((len(tiles), 2), np.int64) if tile_coords_l0 is None else tile_coords_l0,
+        tile_size_l0=448,
+        us_images=np.zeros((0, 1280), np.float32) if us_images is None else us_images,
+        us_report=np.zeros((0, 384), np.float32) if us_report is None else us_report,
+        us_report_sentences=list(us_report_sentences),
+        path_report=np.zeros((0, 384), np.float32) if path_report is None else path_report,
+        path_report_sentences=list(path_report_sentences),
+        clin_numeric=numeric,
+        clin_known=known,
+        clin_categorical=categorical,
+        has_clinical=has_clinical,
+    )
+
+
+def write_synthetic_bundle(
+    path: Path, models: Sequence[MRRP], log_risk: np.ndarray, time: np.ndarray, event: np.ndarray, name: str
+) -> None:
+    """A model bundle from untrained ``models`` and their (members, patients) log-risks on a tiny cohort."""
+    from mrrp.model.bundle import write_bundle
+    from mrrp.model.survival import breslow_baseline, fit_risk_cutoffs
+
+    baselines = [breslow_baseline(r, time, event) for r in log_risk]
+    write_bundle(
+        path,
+        models=list(models),
+        config={"name": name, "fusion": models[0].cfg.to_dict()},
+        baselines=baselines,
+        ensemble_baseline=baselines[0],
+        member_offsets=[0.0] * len(models),
+        cutoffs=fit_risk_cutoffs(log_risk.mean(0)),
+        reference_risk=log_risk.mean(0),
+        training_summary={},
+        model_card={"notice": "synthetic"},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from conftest import case_features
 
-from mrrp.features.case import CaseFeatures, encode_clinical
+from mrrp.features.case import CaseFeatures
 from mrrp.model.batch import collate
 from mrrp.train.ablations import _restrict, run_variant
 from mrrp.train.pipeline import default_model_config
@@ -17,26 +18,10 @@ def _cases(rng: np.random.Generator, n: int) -> tuple[list[CaseFeatures], np.nda
     signal = rng.standard_normal(n)
     cases = []
     for i, s in enumerate(signal):
-        numeric, known, categorical, has = encode_clinical({"age_years": float(rng.integers(30, 80))})
+        clinical = {"age_years": float(rng.integers(30, 80))}
         tiles = rng.standard_normal((6, 1280)).astype(np.float32)
         tiles[:, :16] += 1.5 * s
-        cases.append(
-            CaseFeatures(
-                patient_id=str(i),
-                tiles=tiles,
-                tile_coords_l0=np.zeros((6, 2), np.int64),
-                tile_size_l0=448,
-                us_images=np.zeros((0, 1280), np.float32),
-                us_report=np.zeros((0, 384), np.float32),
-                us_report_sentences=[],
-                path_report=np.zeros((0, 384), np.float32),
-                path_report_sentences=[],
-                clin_numeric=numeric,
-                clin_known=known,
-                clin_categorical=categorical,
-                has_clinical=has,
-            )
-        )
+        cases.append(case_features(str(i), tiles, clinical=clinical))
     t = rng.exponential(60 * np.exp(-1.2 * signal))
     e = (t < 90).astype(int)
     return cases, np.minimum(t, 90) + 0.1, e

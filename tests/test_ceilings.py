@@ -6,28 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from conftest import case_features
 
-from mrrp.features.case import CaseFeatures, encode_clinical
 from mrrp.train.ceilings import PERFECT_READER_COLUMNS, modality_ceilings
-
-
-def _case(pid: str, tiles: np.ndarray, us: np.ndarray) -> CaseFeatures:
-    numeric, known, categorical, has = encode_clinical(None)
-    return CaseFeatures(
-        patient_id=pid,
-        tiles=tiles,
-        tile_coords_l0=np.zeros((len(tiles), 2), np.int64),
-        tile_size_l0=448,
-        us_images=us,
-        us_report=np.zeros((0, 384), np.float32),
-        us_report_sentences=[],
-        path_report=np.zeros((0, 384), np.float32),
-        path_report_sentences=[],
-        clin_numeric=numeric,
-        clin_known=known,
-        clin_categorical=categorical,
-        has_clinical=has,
-    )
 
 
 def test_reader_sees_truth_probe_sees_features(tmp_path: Path) -> None:
@@ -40,7 +21,7 @@ def test_reader_sees_truth_probe_sees_features(tmp_path: Path) -> None:
         tiles = rng.standard_normal((5, 64)).astype(np.float32)
         tiles[:, 0] += 2.0 * h  # the slide features carry the hazard
         us = rng.standard_normal((5, 64)).astype(np.float32)  # ultrasound features are noise
-        cases.append(_case(f"P{i}", tiles if i % 10 else np.zeros((0, 64), np.float32), us))
+        cases.append(case_features(f"P{i}", tiles if i % 10 else np.zeros((0, 64), np.float32), us_images=us))
     t = rng.exponential(50 * np.exp(-hazard))
     e = (t < 80).astype(int)
     t = np.minimum(t, 80) + 0.1

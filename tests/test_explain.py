@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import case_features, write_synthetic_bundle
 
 from mrrp.errors import InputError
 from mrrp.explain import explain_case
 from mrrp.explain.explain import ensemble_log_risk, shapley_from_subsets, subset_masks
-from mrrp.features.case import CATEGORICAL_SIZES, CLINICAL_TOKEN_FIELDS, CaseFeatures, encode_clinical
+from mrrp.features.case import CATEGORICAL_SIZES, CLINICAL_TOKEN_FIELDS, CaseFeatures
 from mrrp.model.batch import collate
 from mrrp.model.bundle import LoadedBundle
 from mrrp.model.fusion import MODALITIES, MRRP, FusionConfig
@@ -64,26 +65,21 @@ def _case(
     def arr(n: int, d: int, on: bool) -> np.ndarray:
         return rng.standard_normal((n, d)).astype(np.float32) if on else np.zeros((0, d), np.float32)
 
-    numeric, known, categorical, has = encode_clinical(RECORD if present[3] else None)
     tiles = np.abs(arr(n_tiles, 1280, present[0]))  # EfficientNet features are >= 0
     side = int(np.ceil(np.sqrt(max(n_tiles, 1))))
     coords = np.array([(448 * (i % side), 448 * (i // side)) for i in range(len(tiles))], np.int64).reshape(-1, 2)
     n_usr = 3 if present[1] else 0
     n_pr = n_path if present[2] else 0
-    return CaseFeatures(
-        patient_id=f"P{seed}",
-        tiles=tiles,
+    return case_features(
+        f"P{seed}",
+        tiles,
+        clinical=RECORD if present[3] else None,
         tile_coords_l0=coords,
-        tile_size_l0=448,
         us_images=arr(10, 1280, present[1]),
         us_report=arr(n_usr, 384, True),
         us_report_sentences=[f"us sentence {i}." for i in range(n_usr)],
         path_report=arr(n_pr, 384, True),
         path_report_sentences=[f"path sentence {i}." for i in range(n_pr)],
-        clin_numeric=numeric,
-        clin_known=known,
-        clin_categorical=categorical,
-        has_clinical=has,
     )
 
 
@@ -246,26 +242,12 @@ def tiny_cohort(tmp_path: Path, known_tissue_slide) -> dict[str, Path]:
     from PIL import Image
 
     from mrrp.io.manifest import write_manifest
-    from mrrp.model.bundle import write_bundle
-    from mrrp.model.survival import breslow_baseline, fit_risk_cutoffs
 
     bundle = _bundle(seed=7)
     cases = [_case(seed=s) for s in range(6)]
     lr = np.stack([m(collate(cases))[0].detach().double().numpy() for m in bundle.models])
     t, ev = np.arange(1.0, 7.0), np.array([1, 0, 1, 1, 0, 1])
-    bl = [breslow_baseline(r, t, ev) for r in lr]
-    write_bundle(
-        tmp_path / "model",
-        models=bundle.models,
-        config={"name": "tiny", "fusion": bundle.models[0].cfg.to_dict()},
-        baselines=bl,
-        ensemble_baseline=bl[0],
-        member_offsets=[0.0, 0.0],
-        cutoffs=fit_risk_cutoffs(lr.mean(0)),
-        reference_risk=lr.mean(0),
-        training_summary={},
-        model_card={"notice": "synthetic"},
-    )
+    write_synthetic_bundle(tmp_path / "model", bundle.models, lr, t, ev, "tiny")
     slide, _ = known_tissue_slide
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128), dtype=np.uint8)).save(tmp_path / "us.png")
     (tmp_path / "path.txt").write_text("Invasive carcinoma, grade 3. Two of five nodes are positive. ER positive.")

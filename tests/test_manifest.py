@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import CLINICAL_RECORD
 
 from mrrp.errors import InvalidValueError
 from mrrp.io.manifest import REQUIRED_COLUMNS, ManifestError, read_manifest, write_manifest
@@ -16,19 +17,7 @@ def _row(pid: str, **kw: object) -> dict[str, object]:
         "patient_id": pid,
         "site": "internal",
         "split": "train",
-        "age_years": 54,
-        "menopausal_status": "post",
-        "tumour_size_mm": 22,
-        "histological_grade": 2,
-        "positive_lymph_nodes": 1,
-        "er_percent": 95,
-        "pr_percent": 40,
-        "ki67_percent": 18,
-        "lymphovascular_invasion": "no",
-        "histological_type": "invasive carcinoma of no special type",
-        "endocrine_therapy": "yes",
-        "chemotherapy": "no",
-        "radiotherapy": "yes",
+        **CLINICAL_RECORD,
         "time_months": 61.5,
         "event": 0,
     }

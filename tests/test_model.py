@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import case_features, write_synthetic_bundle
 
-from mrrp.features.case import CATEGORICAL_SIZES, CaseFeatures, encode_clinical
+from mrrp.features.case import CATEGORICAL_SIZES, CaseFeatures
 from mrrp.model.batch import collate, select
 from mrrp.model.fusion import MODALITIES, MRRP, FusionConfig, modality_dropout
 from mrrp.model.survival import cox_partial_nll
@@ -30,21 +31,14 @@ def _case(rng: np.random.Generator, pid: str, present=(True, True, True, True), 
         )
 
     record = {"age_years": 50 + 10 * signal, "tumour_size_mm": 20, "histological_grade": 2, "menopausal_status": "post"}
-    numeric, known, categorical, has = encode_clinical(record if present[3] else None)
-    return CaseFeatures(
-        patient_id=pid,
-        tiles=arr(int(rng.integers(3, 12)), 1280, present[0]),
+    return case_features(
+        pid,
+        arr(int(rng.integers(3, 12)), 1280, present[0]),
+        clinical=record if present[3] else None,
         tile_coords_l0=np.zeros((0, 2), np.int64),
-        tile_size_l0=448,
         us_images=arr(5, 1280, present[1]),
         us_report=arr(3, 384, present[1]),
-        us_report_sentences=[],
         path_report=arr(4, 384, present[2]),
-        path_report_sentences=[],
-        clin_numeric=numeric,
-        clin_known=known,
-        clin_categorical=categorical,
-        has_clinical=has,
     )
 
 
@@ -197,26 +191,13 @@ def test_training_learns_a_planted_signal(tmp_path: Path) -> None:
 
 
 def test_bundle_round_trip_and_tamper(tmp_path: Path, batch) -> None:
-    from mrrp.model.bundle import BundleError, load_bundle, write_bundle
-    from mrrp.model.survival import breslow_baseline, fit_risk_cutoffs
+    from mrrp.model.bundle import BundleError, load_bundle
 
     models = [MRRP(_cfg()).eval() for _ in range(2)]
     t = np.arange(1.0, 8.0)
     e = np.array([1, 0, 1, 1, 0, 1, 0])
     lr = np.stack([m(batch)[0].detach().double().numpy() for m in models])
-    bl = [breslow_baseline(r, t, e) for r in lr]
-    write_bundle(
-        tmp_path / "b",
-        models=models,
-        config={"name": "t", "fusion": models[0].cfg.to_dict()},
-        baselines=bl,
-        ensemble_baseline=bl[0],
-        member_offsets=[0.0, 0.0],
-        cutoffs=fit_risk_cutoffs(lr.mean(0)),
-        reference_risk=lr.mean(0),
-        training_summary={},
-        model_card={"notice": "synthetic"},
-    )
+    write_synthetic_bundle(tmp_path / "b", models, lr, t, e, "t")
     loaded = load_bundle(tmp_path / "b")
     again = np.stack([m(batch)[0].detach().double().numpy() for m in loaded.models])
     np.testing.assert_allclose(again, lr, atol=5e-2)  # fp16 weights on disk

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import CLINICAL_RECORD, REPO
 
 from mrrp import resources
 from mrrp.dashboard.launch import dashboard_command, streamlit_flags
@@ -235,23 +235,8 @@ def test_installed_command_predicts_with_each_bundled_model(installed: Installed
         "Invasive carcinoma of no special type, grade 2, 22 mm. ER 95%, PR 40%, HER2 negative. Ki-67 18%.\n"
         "One of twelve lymph nodes positive. No lymphovascular invasion.\n"
     )
-    clinical = {
-        "age_years": 54,
-        "menopausal_status": "post",
-        "tumour_size_mm": 22,
-        "histological_grade": 2,
-        "positive_lymph_nodes": 1,
-        "er_percent": 95,
-        "pr_percent": 40,
-        "ki67_percent": 18,
-        "lymphovascular_invasion": "no",
-        "histological_type": "invasive carcinoma of no special type",
-        "endocrine_therapy": "yes",
-        "chemotherapy": "no",
-        "radiotherapy": "yes",
-    }
     manifest = write_manifest(
-        [{"patient_id": "P-1", "site": "here", "split": "predict", "path_report_path": report.name, **clinical}],
+        [{"patient_id": "P-1", "site": "here", "split": "predict", "path_report_path": report.name, **CLINICAL_RECORD}],
         tmp_path / "manifest.csv",
     )
     out = _check(installed.run(installed.bin / "mrrp", "predict", "--manifest", manifest, "--json")).stdout

@@ -9,6 +9,11 @@ model choice and no not-for-clinical-use notice. :func:`require_shell` detects t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mrrp.model.bundle import LoadedBundle
+
 SHELL_KEY = "_mrrp_shell"  # set by app.py in every run, before the page runs
 
 
@@ -29,3 +34,26 @@ def require_shell() -> None:
         # to False on its first call. Setting it here and rerunning gives the same state one run earlier.
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def require_active_model() -> tuple[LoadedBundle, bool]:
+    """(this session's model, whether it is the bundled one) for a page that needs a model.
+
+    A bad bundle shows its sentence and stops the page; the bundled model, trained on synthetic data,
+    gets the not-for-clinical-use notice here, so every model page shows it the same way.
+    """
+    import streamlit as st
+
+    from mrrp.dashboard.models import active_model, is_bundled
+    from mrrp.errors import InputError
+    from mrrp.ui import NOTICE
+
+    try:
+        bundle = active_model()
+    except InputError as exc:
+        st.error(str(exc))
+        st.stop()
+    bundled = is_bundled(bundle.path)
+    if bundled:
+        st.warning(NOTICE, icon=":material/science:")
+    return bundle, bundled

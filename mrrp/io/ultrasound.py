@@ -24,6 +24,7 @@ import numpy as np
 
 from mrrp.errors import InputError
 from mrrp.io.dicom_deid import deidentify
+from mrrp.io.dicom_modalities import IMAGE_MODALITY_NAMES, NO_IMAGE_MODALITY_NAMES
 
 # A US frame is at most a few megapixels; 40 Mpx (40 MB as 8-bit) leaves room for screenshots of
 # high-resolution monitors while refusing decompression bombs before they are decoded.
@@ -103,33 +104,9 @@ _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"{\\rtf", "an RTF document"),
 )
 
-# Modalities that are clearly not ultrasound, with the words a clinician would use.
-_NOT_ULTRASOUND = {
-    "CT": "a CT image",
-    "MR": "an MRI image",
-    "MG": "a mammogram",
-    "SM": "a whole-slide microscopy image",
-    "CR": "an X-ray (CR) image",
-    "DX": "an X-ray (DX) image",
-    "PT": "a PET image",
-    "NM": "a nuclear medicine image",
-    "XA": "an X-ray angiography image",
-    "RF": "a fluoroscopy image",
-    "OP": "an ophthalmic photograph",
-    "IO": "an intra-oral X-ray",
-    "PX": "a panoramic dental X-ray",
-    "ECG": "an ECG",
-    "RTIMAGE": "a radiotherapy image",
-}
-_NO_IMAGE_MODALITIES = {
-    "SR": "a structured report",
-    "DOC": "an encapsulated document",
-    "KO": "a key object selection",
-    "PR": "a presentation state",
-    "SEG": "a segmentation",
-    "RTSTRUCT": "a radiotherapy structure set",
-    "REG": "a registration",
-}
+# Modalities that are clearly not ultrasound; an 'other' or secondary-capture object may well hold an
+# ultrasound frame, so those are read.
+_NOT_ULTRASOUND = {m: what for m, what in IMAGE_MODALITY_NAMES.items() if m not in ("US", "OT", "SC")}
 
 
 def _describe(path: Path) -> str:
@@ -367,7 +344,7 @@ def _check_is_ultrasound_image(p: Path, ds: Any) -> None:
             raise CorruptUltrasoundError(
                 f"The DICOM file {_describe(p)} is truncated (it ends before its image data); please export it again."
             )
-        what = _NO_IMAGE_MODALITIES.get(modality)
+        what = NO_IMAGE_MODALITY_NAMES.get(modality)
         if what is None:
             what = f"a '{sop_name}' object" if sop_name and sop_name != str(sop) else "a non-image object"
         raise NoPixelDataError(

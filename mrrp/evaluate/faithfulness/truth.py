@@ -17,23 +17,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mrrp.train.ceilings import PERFECT_READER_COLUMNS
 from mrrp.vocabulary import MODALITIES
 
 if TYPE_CHECKING:
     from mrrp.io.manifest import ManifestRow
 
-_SLIDE_COLUMNS = (
-    "slide_nuclear_density",
-    "slide_nuclear_size",
-    "slide_pleomorphism",
-    "slide_mitotic_rate",
-    "slide_lymphocyte_density",
-    "slide_necrosis_fraction",
-    "slide_tumour_fraction",
-    "slide_stain_hue_shift",
-    "slide_stain_intensity",
-)
-_US_COLUMNS = ("us_irregularity", "us_spiculation", "us_shadowing", "us_aspect_ratio")
+# The generator's measurements a perfect reader of each modality sees (the ceilings' columns), and for the
+# slide also its staining, which changes how the tiles look; the tumour size enters on a log scale below.
+_SLIDE_COLUMNS = (*PERFECT_READER_COLUMNS["slide"], "slide_stain_hue_shift", "slide_stain_intensity")
+_US_COLUMNS = tuple(c for c in PERFECT_READER_COLUMNS["ultrasound"] if c != "us_size_mm")
 
 
 def tumour_mask(cohort_dir: Path, row: ManifestRow) -> tuple[np.ndarray, float]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mrrp.io.dicom_modalities import IMAGE_MODALITY_NAMES
 from mrrp.pcr.io.errors import (
     CorruptMRIError,
     NotMRIError,
@@ -19,22 +20,6 @@ from mrrp.pcr.io.files import describe
 from mrrp.pcr.io.geometry import canonical, geometry_difference, voxel_count_check
 from mrrp.pcr.io.limits import GEOMETRY_ATOL_MM, MIN_PHASES, ORIENTATION_ATOL
 from mrrp.pcr.io.records import MRIStudy
-
-_NOT_MRI = {
-    "CT": "a CT image",
-    "MG": "a mammogram",
-    "US": "an ultrasound image",
-    "SM": "a whole-slide microscopy image",
-    "CR": "an X-ray (CR) image",
-    "DX": "an X-ray (DX) image",
-    "PT": "a PET image",
-    "NM": "a nuclear medicine image",
-    "XA": "an X-ray angiography image",
-    "RF": "a fluoroscopy image",
-    "OT": "an 'other modality' image",
-    "SC": "a secondary capture (screenshot)",
-    "RTIMAGE": "a radiotherapy image",
-}
 
 
 def _float_list(value: Any, n: int) -> list[float] | None:
@@ -76,7 +61,7 @@ def _read_dicom_slice(f: Path) -> _Slice | None:
             raise CorruptMRIError(f"The DICOM file {describe(f)} is truncated (it ends before its image data).")
         return None
     if modality != "MR":
-        what = _NOT_MRI.get(modality, f"a '{modality or 'unknown'}' image")
+        what = IMAGE_MODALITY_NAMES.get(modality, f"a '{modality or 'unknown'}' image")
         raise NotMRIError(
             f"The DICOM file {describe(f)} is {what} (modality {modality or 'not stated'}), not an MRI; "
             "please provide the breast DCE-MRI series."
