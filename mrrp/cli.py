@@ -397,6 +397,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return run_dashboard(address=args.address, port=args.port)
 
 
+def _add_cohort_arguments(p: argparse.ArgumentParser, *, n: int, seed: int, sites: str, sites_help: str) -> None:
+    """--n, --seed, --out and --sites of a command that writes a synthetic cohort."""
+    p.add_argument("--n", type=int, default=n, help="number of patients")
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--out", required=True, help="new or empty output folder")
+    p.add_argument("--sites", default=sites, help=sites_help)
+
+
+def _add_job_flags(p: argparse.ArgumentParser) -> None:
+    """--workers, --progress and --json of a command that runs on every core."""
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
@@ -427,15 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_features)
 
     y = sub.add_parser("synth", help="write a synthetic reference cohort (slides, ultrasound, reports, records)")
-    y.add_argument("--n", type=int, default=800, help="number of patients")
-    y.add_argument("--seed", type=int, default=7)
-    y.add_argument("--out", required=True, help="new or empty output folder")
-    y.add_argument("--sites", default="internal,external", help="comma-separated: internal, external")
+    _add_cohort_arguments(y, n=800, seed=7, sites="internal,external", sites_help="comma-separated: internal, external")
     y.add_argument("--slide-size", default="1.6x1.2", help="slide size in mm, width x height (default 1.6x1.2)")
     y.add_argument("--missing-rate", type=float, default=None, help="per-modality missing rate (default: per site)")
-    y.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    y.add_argument("--progress", action="store_true")
-    y.add_argument("--json", action="store_true")
+    _add_job_flags(y)
     y.set_defaults(func=cmd_synth)
 
     t = sub.add_parser("train", help="train an MRRP bundle on a manifest (k-fold CV ensemble)")
@@ -481,13 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explain)
 
     ps = sub.add_parser("pcr-synth", help="write a synthetic multi-site breast DCE-MRI cohort with pCR labels")
-    ps.add_argument("--n", type=int, default=480, help="number of patients")
-    ps.add_argument("--seed", type=int, default=0)
-    ps.add_argument("--out", required=True, help="new or empty output folder")
-    ps.add_argument("--sites", default="site-a,site-b,site-c,site-d", help="comma-separated; site-d is external")
-    ps.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    ps.add_argument("--progress", action="store_true")
-    ps.add_argument("--json", action="store_true")
+    _add_cohort_arguments(
+        ps, n=480, seed=0, sites="site-a,site-b,site-c,site-d", sites_help="comma-separated; site-d is external"
+    )
+    _add_job_flags(ps)
     ps.set_defaults(func=cmd_pcr_synth)
 
     pt = sub.add_parser("pcr-train", help="train the stepwise pCR model and baselines; evaluate on the external site")

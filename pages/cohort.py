@@ -22,17 +22,12 @@ from mrrp.dashboard.performance import (
     site_table,
     td_auc_figure,
 )
-from mrrp.dashboard.shell import require_active_model, require_shell
+from mrrp.dashboard.shell import open_page, require_active_model
 from mrrp.errors import InputError
-from mrrp.settings import load_settings
 from mrrp.ui import NOTICE, UNEXPECTED
 
-settings = load_settings()
+settings = open_page("Cohort and performance")
 state = st.session_state
-
-require_shell()  # before anything is drawn: deep links still get the sidebar and notice
-
-st.title("Cohort and performance")
 bundle, bundled = require_active_model()
 version = model_version(bundle)
 st.caption(f"Active model `{version}`")

@@ -7,15 +7,10 @@ import streamlit as st
 
 from mrrp.dashboard.modelcard import model_card_markdown, model_card_view
 from mrrp.dashboard.performance import find_evaluation
-from mrrp.dashboard.shell import require_active_model, require_shell
-from mrrp.settings import load_settings
+from mrrp.dashboard.shell import open_page, require_active_model
 from mrrp.ui import NOTICE
 
-settings = load_settings()
-
-require_shell()  # before anything is drawn: deep links still get the sidebar and notice
-
-st.title("Model card")
+settings = open_page("Model card")
 bundle, bundled = require_active_model()
 evaluation, _ = find_evaluation(bundle, settings.cache_dir)
 card = model_card_view(bundle, evaluation, NOTICE if bundled else None)

@@ -34,24 +34,21 @@ from mrrp.dashboard.review import (
     what_if_rows,
     what_if_summary,
 )
-from mrrp.dashboard.shell import require_active_model, require_shell
+from mrrp.dashboard.shell import open_page, require_active_model
 from mrrp.dashboard.slideanalysis import slide_thumbnail
 from mrrp.dashboard.uploads import SavedSlide, review_inputs, save_slide_upload
 from mrrp.errors import InputError
 from mrrp.explain.heatmap import colorbar_image
 from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides
 from mrrp.schema import CLINICAL_FIELDS
-from mrrp.settings import load_settings
 from mrrp.ui import UNEXPECTED
 from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_INPUTS, RISK_GROUP_STREAMLIT_COLOURS
 
-require_shell()
-settings = load_settings()
-state = st.session_state
 CHIP_COLOURS = {"provided": "green", "missing": "gray", "invalid": "red"}
 CHIP_ICONS = {"provided": ":material/check:", "missing": ":material/remove:", "invalid": ":material/error:"}
 
-st.title("Patient review")
+settings = open_page("Patient review")
+state = st.session_state
 st.caption(
     "Recurrence risk of one patient with HR+/HER2− early breast cancer from whatever of her routine data "
     "exists: H&E slide, ultrasound images and report, pathology report, clinical record."

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from mrrp.dashboard.shell import require_shell
+from mrrp.dashboard.shell import open_page, stop_on_error
 from mrrp.errors import InputError
 from mrrp.pcr.clinical import PCR_CLINICAL_FIELDS, read_clinical_json
 from mrrp.pcr.demo import ensure_pcr_demos
@@ -21,15 +21,10 @@ from mrrp.pcr.page import (
 )
 from mrrp.pcr.predict import DEFAULT_MODEL_DIR, PCRPrediction, predict_files
 from mrrp.pcr.render import axial, axial_mip, best_slice, colour_bar, display_window, overlay
-from mrrp.settings import load_settings
-from mrrp.ui import NOTICE, UNEXPECTED
+from mrrp.ui import NOTICE
 
-settings = load_settings()
+settings = open_page("pCR prediction from breast MRI")
 state = st.session_state
-
-require_shell()  # before anything is drawn: deep links still get the sidebar and notice
-
-st.title("pCR prediction from breast MRI")
 st.caption(
     "Before neoadjuvant therapy: how likely is pathological complete response? Upload the pre-treatment DCE-MRI "
     "(pre-contrast and at least two post-contrast phases), optionally the tumour mask and the clinical variables."
@@ -130,20 +125,13 @@ if not mri_paths:
     st.stop()
 
 # --- prediction -----------------------------------------------------------------------------------------
-try:
-    with st.spinner("Reading the MRI and predicting…"):
-        pred = predict_cached(
-            tuple(str(p) for p in mri_paths),
-            None if mask_path is None else str(mask_path),
-            json.dumps(clinical, sort_keys=True),
-            str(DEFAULT_MODEL_DIR),
-        )
-except InputError as exc:
-    st.error(str(exc))
-    st.stop()
-except Exception:
-    st.error(UNEXPECTED)
-    st.stop()
+with stop_on_error(), st.spinner("Reading the MRI and predicting…"):
+    pred = predict_cached(
+        tuple(str(p) for p in mri_paths),
+        None if mask_path is None else str(mask_path),
+        json.dumps(clinical, sort_keys=True),
+        str(DEFAULT_MODEL_DIR),
+    )
 
 lo, hi = pred.interval
 left, right = st.columns([1, 2])

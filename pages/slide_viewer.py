@@ -12,7 +12,7 @@ import streamlit as st
 
 from mrrp.dashboard import slideview
 from mrrp.dashboard.deepzoom import DeepZoomView, TileOverlay, Viewport, draw_viewport_box, viewport_heatmap, zoom_label
-from mrrp.dashboard.shell import require_shell
+from mrrp.dashboard.shell import open_page, stop_on_error
 from mrrp.dashboard.slideanalysis import (
     Thumbnail,
     analyse,
@@ -34,16 +34,11 @@ from mrrp.explain.heatmap import colorbar_image
 from mrrp.features.slide import SlideAnalysis, pipeline_tile_scores
 from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides
 from mrrp.io.slides import open_slide, slide_fingerprint
-from mrrp.settings import load_settings
-from mrrp.ui import NOTICE, UNEXPECTED
+from mrrp.ui import NOTICE
 
-settings = load_settings()
+settings = open_page("Slide viewer")
 state = st.session_state
 state.setdefault("analyses", {})
-
-require_shell()  # before anything is drawn: deep links still get the sidebar and notice
-
-st.title("Slide viewer")
 st.caption(
     "Open an H&E whole-slide image, check the detected tissue and tile grid, compute tile "
     "features and view a per-tile heatmap."
@@ -262,14 +257,8 @@ if slide_path is None:
 mpp_key = f"mpp::{slide_path}"
 user_mpp = state.get(mpp_key)
 
-try:
+with stop_on_error():
     slide = open_slide(slide_path, mpp=user_mpp)
-except InputError as exc:
-    st.error(str(exc))
-    st.stop()
-except Exception:
-    st.error(UNEXPECTED)
-    st.stop()
 
 with slide:
     info = slide.info

@@ -101,6 +101,18 @@ def write_synthetic_bundle(
     )
 
 
+@pytest.fixture
+def dashboard_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh cache, case history, slide folder and models folder per test, run from the repository root."""
+    monkeypatch.setenv("MRRP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MRRP_HISTORY_DB", str(tmp_path / "history.sqlite"))
+    monkeypatch.setenv("MRRP_SLIDE_DIR", str(tmp_path / "slides"))
+    monkeypatch.setenv("MRRP_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.chdir(REPO)
+    (tmp_path / "slides").mkdir()
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     """../shared/testdata/openslide; the suite fails (not skips) if it is missing."""

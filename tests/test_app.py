@@ -16,13 +16,7 @@ TIMEOUT_S = 120
 
 
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    monkeypatch.setenv("MRRP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("MRRP_SLIDE_DIR", str(tmp_path / "slides"))
-    monkeypatch.setenv("MRRP_HISTORY_DB", str(tmp_path / "history.sqlite"))
-    monkeypatch.setenv("MRRP_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.chdir(REPO)
-    (tmp_path / "slides").mkdir()
+def app(dashboard_env: Path) -> AppTest:
     return AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT_S)
 
 

@@ -105,18 +105,6 @@ def bundle():
         return load_bundle(BUNDLED)
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh cache, case history, slide folder and models folder per test."""
-    monkeypatch.setenv("MRRP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("MRRP_HISTORY_DB", str(tmp_path / "history.sqlite"))
-    monkeypatch.setenv("MRRP_SLIDE_DIR", str(tmp_path / "slides"))
-    monkeypatch.setenv("MRRP_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.chdir(REPO)
-    (tmp_path / "slides").mkdir()
-    return tmp_path
-
-
 def page(name: str) -> AppTest:
     return AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT_S)
 
@@ -282,7 +270,7 @@ def test_model_card_view_from_the_bundle(bundle, tmp_path: Path) -> None:
 # -- pages: model card and cohort ----------------------------------------------------------------
 
 
-def test_model_card_page_shows_checksum_hashes_and_metrics(env: Path, downloads) -> None:
+def test_model_card_page_shows_checksum_hashes_and_metrics(dashboard_env: Path, downloads) -> None:
     at = page("model_card").run()
     assert not at.exception
     assert [c.value for c in at.code] == [bundle_checksum(BUNDLED)]
@@ -298,7 +286,7 @@ def test_model_card_page_shows_checksum_hashes_and_metrics(env: Path, downloads)
     assert md and bundle_checksum(BUNDLED) in md[-1][0].decode()
 
 
-def test_cohort_page_shows_the_reports_numbers(env: Path) -> None:
+def test_cohort_page_shows_the_reports_numbers(dashboard_env: Path) -> None:
     at = page("cohort").run()
     assert not at.exception and not at.error
     ev = REPORT["evaluation"]
@@ -310,8 +298,8 @@ def test_cohort_page_shows_the_reports_numbers(env: Path) -> None:
     assert any("not for clinical decisions" in w.value for w in at.warning)
 
 
-def test_batch_scoring_downloads_one_row_per_patient(env: Path, bundle, downloads) -> None:
-    manifest = write_manifest(clinical_rows(12, seed=3, prefix="B"), env / "batch.csv")
+def test_batch_scoring_downloads_one_row_per_patient(dashboard_env: Path, bundle, downloads) -> None:
+    manifest = write_manifest(clinical_rows(12, seed=3, prefix="B"), dashboard_env / "batch.csv")
     at = page("cohort").run()
     at.text_input(key="batch_path").set_value(str(manifest)).run()
     at.button(key="batch_run").click().run()
@@ -328,11 +316,11 @@ def test_batch_scoring_downloads_one_row_per_patient(env: Path, bundle, download
     assert list(shown["risk_group"]) == [r["risk_group"] for r in rows]
 
 
-def test_bad_manifest_shows_one_message_and_the_page_keeps_working(env: Path) -> None:
+def test_bad_manifest_shows_one_message_and_the_page_keeps_working(dashboard_env: Path) -> None:
     rows = clinical_rows(5)
     rows[0]["histological_grade"] = 7
     rows[3]["event"] = 2
-    bad = write_manifest(rows, env / "bad.csv")
+    bad = write_manifest(rows, dashboard_env / "bad.csv")
     at = page("cohort").run()
     at.text_input(key="batch_path").set_value(str(bad)).run()
     at.button(key="batch_run").click().run()
@@ -341,29 +329,29 @@ def test_bad_manifest_shows_one_message_and_the_page_keeps_working(env: Path) ->
     assert len(errors) == 1 and "2 bad row(s)" in errors[0]
     assert "line 2 (P-001)" in errors[0] and "line 5 (P-004)" in errors[0] and "Traceback" not in errors[0]
     assert not at.get("download_button")
-    at.text_input(key="batch_path").set_value(str(env / "missing.csv")).run()
+    at.text_input(key="batch_path").set_value(str(dashboard_env / "missing.csv")).run()
     at.button(key="batch_run").click().run()
     assert [e.value for e in at.error] == ["The manifest 'missing.csv' was not found."]
-    good = write_manifest(clinical_rows(3), env / "good.csv")
+    good = write_manifest(clinical_rows(3), dashboard_env / "good.csv")
     at.text_input(key="batch_path").set_value(str(good)).run()
     at.button(key="batch_run").click().run()
     assert not at.error and "3 patients scored" in at.success[0].value
 
 
-def test_uploaded_manifest_is_scored_with_paths_from_the_chosen_folder(env: Path, downloads) -> None:
-    reports = env / "site-data"
+def test_uploaded_manifest_is_scored_with_paths_from_the_chosen_folder(dashboard_env: Path, downloads) -> None:
+    reports = dashboard_env / "site-data"
     reports.mkdir()
     rows = clinical_rows(4, seed=8, prefix="U", report_dir=reports)
     for r in rows:
         r["path_report_path"] = Path(str(r["path_report_path"])).name  # relative, as a site's manifest has them
-    manifest = write_manifest(rows, env / "elsewhere" / "upload.csv")
+    manifest = write_manifest(rows, dashboard_env / "elsewhere" / "upload.csv")
     at = page("cohort").run()
     at.radio(key="batch_source").set_value("Upload a CSV").run()
     at.file_uploader(key="batch_upload").upload("upload.csv", manifest.read_bytes(), "text/csv").run()
     at.button(key="batch_run").click().run()
     errors = [e.value for e in at.error]
     # relative paths start from the local slide folder by default, and the message says where it looked
-    assert len(errors) == 1 and f"path_report_path '{env / 'slides' / 'U-001.txt'}' not found" in errors[0]
+    assert len(errors) == 1 and f"path_report_path '{dashboard_env / 'slides' / 'U-001.txt'}' not found" in errors[0]
     at.text_input(key="batch_base").set_value(str(reports)).run()
     at.button(key="batch_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -372,10 +360,10 @@ def test_uploaded_manifest_is_scored_with_paths_from_the_chosen_folder(env: Path
     assert {r["compensated"] for r in rows_out} == {"slide;ultrasound"}  # the pathology reports were read
 
 
-def test_site_model_without_report_is_evaluated_on_a_manifest(env: Path) -> None:
-    site = site_bundle(env / "models")
+def test_site_model_without_report_is_evaluated_on_a_manifest(dashboard_env: Path) -> None:
+    site = site_bundle(dashboard_env / "models")
     # a report besides the record: the evaluation hides each modality from everyone in turn
-    manifest = write_manifest(clinical_rows(60, seed=5, report_dir=env), env / "site.csv")
+    manifest = write_manifest(clinical_rows(60, seed=5, report_dir=dashboard_env), dashboard_env / "site.csv")
     at = page("cohort")
     at.session_state["model_path"] = str(site)
     at.run()
@@ -440,13 +428,13 @@ def test_case_card_words() -> None:
     assert is_bundled_version("mrrp-demo@1ada8474e016") and not is_bundled_version("site-a@1ada8474e016")
 
 
-def test_tumor_board_shows_the_recorded_cases(env: Path, reviewed) -> None:
-    ids = _record_all(env / "history.sqlite", reviewed)
+def test_tumor_board_shows_the_recorded_cases(dashboard_env: Path, reviewed) -> None:
+    ids = _record_all(dashboard_env / "history.sqlite", reviewed)
     preds, _ = reviewed
     at = page("tumor_board").run()
     assert not at.exception and not at.error
     assert any("not for clinical decisions" in w.value for w in at.warning)
-    latest = CaseHistory(env / "history.sqlite").list_cases()
+    latest = CaseHistory(dashboard_env / "history.sqlite").list_cases()
     assert at.multiselect(key="board_cases").value == [r.case_id for r in latest[:3]]
     boards = [m.value for m in at.markdown if 'class="mrrp-board"' in m.value]
     assert len(boards) == 3
@@ -468,14 +456,14 @@ def test_tumor_board_shows_the_recorded_cases(env: Path, reviewed) -> None:
     assert all(i in shown for i in ids) and not any(p.patient_id in shown for p in preds)
 
 
-def test_tumor_board_with_no_history_points_to_the_review(env: Path) -> None:
+def test_tumor_board_with_no_history_points_to_the_review(dashboard_env: Path) -> None:
     at = page("tumor_board").run()
     assert not at.exception and not at.error
     assert "No reviewed cases yet" in at.info[0].value and "Patient review" in at.info[0].value
 
 
-def test_tumor_board_opens_a_case_in_the_patient_review(env: Path, reviewed) -> None:
-    ids = _record_all(env / "history.sqlite", reviewed)
+def test_tumor_board_opens_a_case_in_the_patient_review(dashboard_env: Path, reviewed) -> None:
+    ids = _record_all(dashboard_env / "history.sqlite", reviewed)
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT_S).run()
     at.switch_page("pages/tumor_board.py").run()
     assert not at.exception and at.title[0].value == "Tumor board"
@@ -492,7 +480,7 @@ def _image_captions(at: AppTest) -> list[str]:
     return [img.proto.imgs[0].caption for img in at.get("image")]
 
 
-def test_slide_viewer_bad_files_then_zoom_and_pan(env: Path, testdata: Path) -> None:
+def test_slide_viewer_bad_files_then_zoom_and_pan(dashboard_env: Path, testdata: Path) -> None:
     at = page("slide_viewer").run()
     for name, expected in BAD_SLIDES.items():
         upload = name if name != "COPYING.LESSER" else "licence.svs"
@@ -507,7 +495,7 @@ def test_slide_viewer_bad_files_then_zoom_and_pan(env: Path, testdata: Path) -> 
     assert not at.exception and not at.error
     assert "The whole slide fits in the view at full resolution." in [c.value for c in at.caption]
     assert any(c.startswith("0.5 µm/px · 0.15 × 0.12 mm · 2 deep-zoom tiles") for c in _image_captions(at))
-    slide = write_tiff_slide(env / "s.tiff", tissue_image(4000, 3000, [(448, 448, 2688, 1792)]), mpp=0.5)
+    slide = write_tiff_slide(dashboard_env / "s.tiff", tissue_image(4000, 3000, [(448, 448, 2688, 1792)]), mpp=0.5)
     at.file_uploader[0].upload("s.tiff", slide.read_bytes(), "application/octet-stream").run()
     assert not at.exception and not at.error
     zoom = at.select_slider(key="dz_zoom")
@@ -526,9 +514,9 @@ def test_slide_viewer_bad_files_then_zoom_and_pan(env: Path, testdata: Path) -> 
     assert "overlay a heatmap" in " ".join(c.value for c in at.caption)  # no scores yet
 
 
-def test_slide_viewer_damaged_full_resolution_gives_one_message_and_other_zooms_work(env: Path) -> None:
+def test_slide_viewer_damaged_full_resolution_gives_one_message_and_other_zooms_work(dashboard_env: Path) -> None:
     """Level 0 zeroed: the whole-slide view (from level 2) works, full resolution says the file is damaged."""
-    slide = write_tiff_slide(env / "dmg.tiff", tissue_image(2048, 1536, [(256, 256, 1536, 1024)]), mpp=0.5)
+    slide = write_tiff_slide(dashboard_env / "dmg.tiff", tissue_image(2048, 1536, [(256, 256, 1536, 1024)]), mpp=0.5)
     damage_level(slide, 0)
     at = page("slide_viewer").run()
     at.file_uploader[0].upload("dmg.tiff", slide.read_bytes(), "application/octet-stream").run()
@@ -543,10 +531,10 @@ def test_slide_viewer_damaged_full_resolution_gives_one_message_and_other_zooms_
     assert any(c.startswith("1 µm/px") for c in _image_captions(at))
 
 
-def test_slide_viewer_overlays_the_reviewed_cases_tile_attributions(env: Path, reviewed) -> None:
+def test_slide_viewer_overlays_the_reviewed_cases_tile_attributions(dashboard_env: Path, reviewed) -> None:
     from mrrp.io.slides import slide_fingerprint
 
-    slide = write_tiff_slide(env / "s.tiff", tissue_image(2048, 1536, [(256, 256, 1536, 1024)]), mpp=0.5)
+    slide = write_tiff_slide(dashboard_env / "s.tiff", tissue_image(2048, 1536, [(256, 256, 1536, 1024)]), mpp=0.5)
     preds, expls = reviewed
     coords = np.array([[256 + 256 * i, 256 + 256 * j] for j in range(3) for i in range(5)])
     ig = np.linspace(-1, 1, 15)
@@ -559,7 +547,7 @@ def test_slide_viewer_overlays_the_reviewed_cases_tile_attributions(env: Path, r
             "integrated_gradients": ig.tolist(),
         },
     }
-    case_id = CaseHistory(env / "history.sqlite").record(
+    case_id = CaseHistory(dashboard_env / "history.sqlite").record(
         preds[0], {"slide": slide_fingerprint(slide)}, explanation=explanation
     )
     at = page("slide_viewer").run()

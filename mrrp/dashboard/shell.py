@@ -9,10 +9,13 @@ model choice and no not-for-clinical-use notice. :func:`require_shell` detects t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mrrp.model.bundle import LoadedBundle
+    from mrrp.settings import Settings
 
 SHELL_KEY = "_mrrp_shell"  # set by app.py in every run, before the page runs
 
@@ -25,7 +28,7 @@ def mark_shell() -> None:
 
 
 def require_shell() -> None:
-    """Call first in every page: rerun through app.py when Streamlit ran this page file on its own."""
+    """Call first in every page (open_page does): rerun through app.py when Streamlit ran this page on its own."""
     import streamlit as st
     from streamlit.runtime.pages_manager import PagesManager
 
@@ -34,6 +37,17 @@ def require_shell() -> None:
         # to False on its first call. Setting it here and rerunning gives the same state one run earlier.
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def open_page(title: str) -> Settings:
+    """Start a page: inside the app shell before anything is drawn, then its title; returns the settings."""
+    import streamlit as st
+
+    from mrrp.settings import load_settings
+
+    require_shell()  # deep links still get the sidebar and notice
+    st.title(title)
+    return load_settings()
 
 
 def require_active_model() -> tuple[LoadedBundle, bool]:
@@ -57,3 +71,25 @@ def require_active_model() -> tuple[LoadedBundle, bool]:
     if bundled:
         st.warning(NOTICE, icon=":material/science:")
     return bundle, bundled
+
+
+@contextmanager
+def stop_on_error() -> Iterator[None]:
+    """Run a step the rest of the page needs: if it fails, show why (never a traceback) and stop the page.
+
+    The clinician's sentence for an input problem, the generic apology for anything else. Streamlit's own
+    stop and rerun are BaseExceptions and pass through.
+    """
+    import streamlit as st
+
+    from mrrp.errors import InputError
+    from mrrp.ui import UNEXPECTED
+
+    try:
+        yield
+    except InputError as exc:
+        st.error(str(exc))
+        st.stop()
+    except Exception:
+        st.error(UNEXPECTED)
+        st.stop()

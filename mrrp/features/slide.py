@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -160,17 +161,15 @@ def _resolve_encoder(encoder: TileEncoder | str, tile_size_px: int | None) -> tu
     return enc, size_px
 
 
+def _grid_fields(record: TileGrid | SlideFeatures) -> dict[str, Any]:
+    """The tile grid's fields of ``record``: a cache entry stores its grid field for field, under the same names."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(TileGrid)}
+
+
 def _analysis_from_cache(cached: SlideFeatures, slide: Slide, progress: ProgressFn | None) -> SlideAnalysis:
     """A cached entry as an analysis: its stored mask and grid, no pixel read."""
     tissue = TissueMask(mask=cached.tissue_mask, downsample=float(cached.mask_downsample))
-    grid = TileGrid(
-        coords_l0=cached.coords_l0,
-        tile_size_l0=cached.tile_size_l0,
-        tile_size_px=cached.tile_size_px,
-        target_mpp=cached.target_mpp,
-        stride_l0=cached.stride_l0,
-        tissue_fraction=cached.tissue_fraction,
-    )
+    grid = TileGrid(**_grid_fields(cached))
     if progress:
         progress(len(grid), len(grid))
     # The key is the content, so a renamed copy hits: report the name actually opened.
@@ -182,13 +181,8 @@ def _slide_features_record(
     grid: TileGrid, feats: np.ndarray, tissue: TissueMask, enc: TileEncoder, fp: str, slide: Slide
 ) -> SlideFeatures:
     return SlideFeatures(
-        coords_l0=grid.coords_l0,
+        **_grid_fields(grid),
         features=feats,
-        tissue_fraction=grid.tissue_fraction,
-        tile_size_l0=grid.tile_size_l0,
-        tile_size_px=grid.tile_size_px,
-        target_mpp=grid.target_mpp,
-        stride_l0=grid.stride_l0,
         encoder=enc.name,
         encoder_version=enc.version,
         slide_fingerprint=fp,

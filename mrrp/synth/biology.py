@@ -47,7 +47,9 @@ BASELINE_SCALE_MONTHS = 250.0
 FOLLOW_UP_MONTHS = (48.0, 144.0)  # administrative censoring: uniform accrual window
 LOSS_TO_FOLLOW_UP_MEAN_MONTHS = 600.0  # random censoring, exponential
 
-MODALITIES = ("slide", "ultrasound", "us_report", "path_report", "clinical")
+# The generator's five inputs, each drawn missing on its own (ultrasound images and report apart); the model's
+# four modalities are mrrp.vocabulary.MODALITIES.
+GENERATED_INPUTS = ("slide", "ultrasound", "us_report", "path_report", "clinical")
 US_MARGINS = ("circumscribed", "indistinct", "angular", "microlobulated", "spiculated")
 HISTOLOGICAL_TYPES = ("invasive carcinoma of no special type", "invasive lobular carcinoma", "mucinous carcinoma")
 
@@ -240,11 +242,11 @@ def missingness(
     }
     present["us_report"] = present["ultrasound"] if rng.random() > 0.5 * base else not present["ultrasound"]
     if rng.random() < 0.03:  # a single modality only
-        keep = MODALITIES[int(rng.integers(0, len(MODALITIES)))]
-        present = {m: m == keep for m in MODALITIES}
+        keep = GENERATED_INPUTS[int(rng.integers(0, len(GENERATED_INPUTS)))]
+        present = {m: m == keep for m in GENERATED_INPUTS}
     if not any(present.values()):
         present["clinical"] = True
-    return {m: bool(present[m]) for m in MODALITIES}
+    return {m: bool(present[m]) for m in GENERATED_INPUTS}
 
 
 def draw_patient(

@@ -19,11 +19,11 @@ import numpy as np
 
 from mrrp._locks import build_once
 from mrrp.io.manifest import write_manifest
-from mrrp.synth.biology import MODALITIES, SITES, SyntheticPatient, draw_patient
+from mrrp.synth.biology import GENERATED_INPUTS, SITES, SyntheticPatient, draw_patient
 from mrrp.synth.cohort import DEFAULT_SLIDE_SIZE_MM, write_patient
 
 DEMO_VERSION = "demo-v1"
-ALL = dict.fromkeys(MODALITIES, True)
+ALL = dict.fromkeys(GENERATED_INPUTS, True)
 
 
 @dataclass(frozen=True)

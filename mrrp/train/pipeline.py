@@ -16,6 +16,7 @@ from mrrp.features.case import CATEGORICAL_FIELDS, CATEGORICAL_SIZES, NUMERIC_FI
 from mrrp.io.manifest import ManifestRow, read_manifest
 from mrrp.model.fusion import MODALITIES, FusionConfig
 from mrrp.train.trainer import TrainConfig, cross_validate, harrell_c, predict
+from mrrp.vocabulary import HORIZONS_MONTHS
 
 Log = Callable[[str], None]
 
@@ -117,7 +118,7 @@ def train_bundle(
             "text": {"name": txt.name, "sha256": txt.version},
         },
         "clinical": {"numeric": [list(f) for f in NUMERIC_FIELDS], "categorical": list(CATEGORICAL_FIELDS)},
-        "horizons_months": [36, 60, 84],
+        "horizons_months": list(HORIZONS_MONTHS),
     }
     summary = {
         "n_train": len(train_rows),

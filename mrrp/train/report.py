@@ -18,7 +18,7 @@ import numpy as np
 from mrrp.model.bundle import load_bundle
 from mrrp.train.evaluate import evaluate_bundle
 from mrrp.train.pipeline import train_bundle
-from mrrp.vocabulary import MODALITIES
+from mrrp.vocabulary import HORIZONS_MONTHS, MODALITIES, horizon_key, horizon_years
 
 
 def oracle_by_split(cohort: Path) -> dict[str, float]:
@@ -80,9 +80,10 @@ def write_markdown(report: dict, path: Path) -> None:
         f"| oracle C-index (true hazard) | {report['oracle_cindex_internal']:.3f} | {report['oracle_cindex_external']:.3f} |",
         f"| Harrell's C | {ci(t, 'harrell_c')} | {ci(x, 'harrell_c')} |",
         f"| Uno's C | {ci(t, 'uno_c')} | {ci(x, 'uno_c')} |",
-        f"| td-AUC 3 y | {auc(t, '36')} | {auc(x, '36')} |",
-        f"| td-AUC 5 y | {auc(t, '60')} | {auc(x, '60')} |",
-        f"| td-AUC 7 y | {auc(t, '84')} | {auc(x, '84')} |",
+        *(
+            f"| td-AUC {horizon_years(m)} y | {auc(t, horizon_key(m))} | {auc(x, horizon_key(m))} |"
+            for m in HORIZONS_MONTHS
+        ),
         f"| integrated Brier score | {ci(t, 'integrated_brier')} | {ci(x, 'integrated_brier')} |",
         f"| log-rank p across risk groups | {_p(t)} | {_p(x)} |",
         "",
