@@ -350,16 +350,18 @@ with tab_contrib:
                     st.plotly_chart(charts.what_if_figure(rows), key="whatif_all")
             return
         w = what_if_summary(bundle, review, drop)
-        if not w["available"]:
-            st.info(w["reason"])
+        if not w.available:
+            st.info(w.reason)
             return
-        delta = 100 * (w["recurrence_60"] - pred.at(HEADLINE_HORIZON_MONTHS).probability)
+        delta = 100 * (w.result.recurrence - pred.at(HEADLINE_HORIZON_MONTHS).probability)
+        was = None if w.result.risk_group == group else f"was {group}"
         a, b = st.columns(2)
-        a.metric(
-            "Risk group", w["risk_group"], delta=None if w["risk_group"] == group else f"was {group}", delta_color="off"
-        )
+        a.metric("Risk group", w.result.risk_group, delta=was, delta_color="off")
         b.metric(
-            "5-year recurrence", f"{100 * w['recurrence_60']:.1f}%", delta=f"{delta:+.1f} points", delta_color="inverse"
+            "5-year recurrence",
+            f"{100 * w.result.recurrence:.1f}%",
+            delta=f"{delta:+.1f} points",
+            delta_color="inverse",
         )
 
     what_if_panel()

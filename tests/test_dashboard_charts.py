@@ -135,19 +135,11 @@ def test_contribution_and_clinical_bars_show_the_explanation() -> None:
 
 
 def test_what_if_figure_points() -> None:
+    from mrrp.dashboard.review import WhatIfRow
+
     rows = [
-        {
-            "label": "All available inputs",
-            "risk_group": "high",
-            "recurrence_60": 0.6,
-            "recurrence_60_interval": (0.5, 0.7),
-        },
-        {
-            "label": "without h&e slide",
-            "risk_group": "intermediate",
-            "recurrence_60": 0.3,
-            "recurrence_60_interval": (0.2, 0.4),
-        },
+        WhatIfRow("All available inputs", "high", 1.2, 90.0, recurrence=0.6, recurrence_interval=(0.5, 0.7)),
+        WhatIfRow("without h&e slide", "intermediate", 0.1, 50.0, recurrence=0.3, recurrence_interval=(0.2, 0.4)),
     ]
     fig = charts.what_if_figure(rows)
     assert list(fig.data[0].x) == [60.0, 30.0]

@@ -33,6 +33,7 @@ from mrrp.vocabulary import (
 )
 
 if TYPE_CHECKING:
+    from mrrp.dashboard.review import WhatIfRow
     from mrrp.model.predict import Prediction
 
 NEUTRAL = "#c9d1d9"
@@ -352,13 +353,13 @@ def clinical_figure(attributions: Mapping[str, float], record: Mapping | None = 
     return _layout(fig, 60 + 28 * max(len(items), 1), showlegend=False)
 
 
-def what_if_figure(rows: Sequence[Mapping]) -> go.Figure:
+def what_if_figure(rows: Sequence[WhatIfRow]) -> go.Figure:
     """5-year recurrence with every input, and with each present modality left out (dots with intervals)."""
-    labels = [str(r["label"]) for r in rows]
-    p = [100 * float(r["recurrence_60"]) for r in rows]
-    lo = [100 * float(r["recurrence_60_interval"][0]) for r in rows]
-    hi = [100 * float(r["recurrence_60_interval"][1]) for r in rows]
-    colours = [RISK_GROUP_COLOURS.get(str(r["risk_group"]), PATIENT_COLOUR) for r in rows]
+    labels = [r.label for r in rows]
+    p = [100 * r.recurrence for r in rows]
+    lo = [100 * (r.recurrence_interval or (r.recurrence, r.recurrence))[0] for r in rows]
+    hi = [100 * (r.recurrence_interval or (r.recurrence, r.recurrence))[1] for r in rows]
+    colours = [RISK_GROUP_COLOURS.get(r.risk_group, PATIENT_COLOUR) for r in rows]
     fig = go.Figure(
         go.Scatter(
             x=p,
@@ -372,7 +373,7 @@ def what_if_figure(rows: Sequence[Mapping]) -> go.Figure:
                 "arrayminus": [v - lo_ for v, lo_ in zip(p, lo, strict=True)],
                 "color": "#45525e",
             },
-            text=[f"{v:.1f}% ({r['risk_group']})" for v, r in zip(p, rows, strict=True)],
+            text=[f"{v:.1f}% ({r.risk_group})" for v, r in zip(p, rows, strict=True)],
             textposition="top center",
             hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
         )

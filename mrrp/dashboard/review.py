@@ -67,7 +67,7 @@ def what_if(bundle: LoadedBundle, case: CaseFeatures, drop: Iterable[str]) -> Pr
     return predict_cases(bundle, [case], present=present)[0]
 
 
-def what_if_rows(bundle: LoadedBundle, case: CaseFeatures, prediction: Prediction) -> list[dict]:
+def what_if_rows(bundle: LoadedBundle, case: CaseFeatures, prediction: Prediction) -> list[WhatIfRow]:
     """Rows for the what-if chart: every input, then each present modality left out on its own."""
     import torch
 
@@ -84,16 +84,38 @@ def what_if_rows(bundle: LoadedBundle, case: CaseFeatures, prediction: Predictio
     return rows
 
 
-def _row(label: str, p: Prediction) -> dict:
+@dataclass(frozen=True)
+class WhatIfRow:
+    """One what-if result: the group and the headline-horizon recurrence with some inputs left out."""
+
+    label: str
+    risk_group: str
+    log_risk: float
+    percentile: float
+    recurrence: float  # probability of recurrence by HEADLINE_HORIZON_MONTHS
+    recurrence_interval: tuple[float, float] | None  # None when read from a stored counterfactual
+
+
+@dataclass(frozen=True)
+class WhatIfSummary:
+    """:func:`what_if_summary`: the result with ``dropped`` left out, or why it cannot be answered."""
+
+    dropped: list[str]
+    result: WhatIfRow
+    available: bool = True
+    reason: str = ""
+
+
+def _row(label: str, p: Prediction) -> WhatIfRow:
     headline = p.at(HEADLINE_HORIZON_MONTHS)
-    return {
-        "label": label,
-        "risk_group": p.risk_group,
-        "log_risk": p.log_risk,
-        "percentile": p.percentile,
-        "recurrence_60": headline.probability,
-        "recurrence_60_interval": (headline.lower, headline.upper),
-    }
+    return WhatIfRow(
+        label=label,
+        risk_group=p.risk_group,
+        log_risk=p.log_risk,
+        percentile=p.percentile,
+        recurrence=headline.probability,
+        recurrence_interval=(headline.lower, headline.upper),
+    )
 
 
 def review_case(
@@ -274,39 +296,39 @@ def top_tiles(path: Path, mpp: float | None, explanation: Explanation, kind: str
 # -- what if --------------------------------------------------------------------------------------
 
 
-def what_if_summary(bundle: LoadedBundle, review: Review, drop: Iterable[str]) -> dict:
+def what_if_summary(bundle: LoadedBundle, review: Review, drop: Iterable[str]) -> WhatIfSummary:
     """The result with the modalities in ``drop`` left out, beside the full result.
 
     A live case is re-predicted (full prediction with its interval); a case reopened from the history
     has no features, so a single left-out modality is read from the stored counterfactual log-risk
     (``Explanation.counterfactual``), turned into a group and a 5-year probability with the bundle's
-    cut-offs and ensemble baseline. Returns None-valued fields when that cannot be answered.
+    cut-offs and ensemble baseline (no interval). ``available`` is False, with the reason, when that
+    cannot be answered.
     """
     from mrrp.model.survival import percentile
 
     drop = [m for m in MODALITIES if m in set(drop)]
-    base = review.prediction
-    out = {"dropped": drop, **_row("", base), "available": True}
+    base = _row("", review.prediction)
     if not drop:
-        return out
+        return WhatIfSummary(drop, base)
     if review.intake is not None:
         remaining = [m for m in MODALITIES if review.explanation.present.get(m) and m not in drop]
         if not remaining:
-            return {**out, "available": False, "reason": "Leaving out every input leaves nothing of the patient."}
-        return {**out, **_row("", what_if(bundle, review.intake.case, drop))}
+            return WhatIfSummary(drop, base, False, "Leaving out every input leaves nothing of the patient.")
+        return WhatIfSummary(drop, _row("", what_if(bundle, review.intake.case, drop)))
     if len(drop) == 1 and drop[0] in review.explanation.counterfactual:
         lr = float(review.explanation.counterfactual[drop[0]])
-        return {
-            **out,
-            "risk_group": str(bundle.cutoffs.group(lr)[0]),
-            "recurrence_60": float(
-                bundle.ensemble_baseline.recurrence_probability(lr, float(HEADLINE_HORIZON_MONTHS))[0]
-            ),
-            "recurrence_60_interval": None,
-            "log_risk": lr,
-            "percentile": percentile(lr, bundle.reference_risk),
-        }
-    return {**out, "available": False, "reason": "A case reopened from the history can leave out one input at a time."}
+        probability = bundle.ensemble_baseline.recurrence_probability(lr, float(HEADLINE_HORIZON_MONTHS))[0]
+        stored = WhatIfRow(
+            label="",
+            risk_group=str(bundle.cutoffs.group(lr)[0]),
+            log_risk=lr,
+            percentile=percentile(lr, bundle.reference_risk),
+            recurrence=float(probability),
+            recurrence_interval=None,
+        )
+        return WhatIfSummary(drop, stored)
+    return WhatIfSummary(drop, base, False, "A case reopened from the history can leave out one input at a time.")
 
 
 # -- finding a reopened case's slide ----------------------------------------------------------------
