@@ -180,17 +180,33 @@ def pdf_report(
     ``record``: the clinical record, to print values beside the attributions; ``heatmap_png`` /
     ``ultrasound_pngs``: images already drawn by the page.
     """
-    from mrrp.dashboard import charts
-    from mrrp.dashboard.intake import INPUTS
-
     p = review.prediction
-    e = review.explanation
     pdf = _new_pdf()
     pdf.set_title(f"mrrp recurrence-risk review {review.case_id or p.patient_id}")
     pdf.set_author("mrrp")
     pdf.set_creator("mrrp dashboard")
     pdf.add_page()
+    _pdf_header(pdf, review, model_label)
+    _pdf_result(pdf, p, cutoff_text)
+    _pdf_inputs(pdf, review)
+    if with_charts:
+        _pdf_charts(pdf, review, record)
+    if heatmap_png is not None:
+        _heading(pdf, "Slide heatmap")
+        _image(pdf, heatmap_png, 150)
+    for i, png in enumerate(ultrasound_pngs or []):
+        _heading(pdf, f"Ultrasound image {i + 1} (Grad-CAM)")
+        _image(pdf, png, 90)
+    _pdf_sentences(pdf, review.explanation)
+    pdf.ln(4)
+    pdf.set_font("DejaVu", "I", 7.5)
+    pdf.multi_cell(0, 4, f"{NOTICE} Model version {p.model_version}.", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
 
+
+def _pdf_header(pdf, review, model_label: str) -> None:
+    """Title, patient, model and time, and the research notice in a box."""
+    p = review.prediction
     pdf.set_font("DejaVu", "B", 16)
     pdf.cell(0, 9, "Recurrence-risk review", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 9)
@@ -207,6 +223,11 @@ def pdf_report(
     pdf.set_fill_color(255, 243, 205)
     pdf.set_font("DejaVu", "B", 9)
     pdf.multi_cell(0, 5, NOTICE, border=1, fill=True, new_x="LMARGIN", new_y="NEXT")
+
+
+def _pdf_result(pdf, p, cutoff_text: str) -> None:
+    """The group, log-risk with its interval, percentile, and the horizon table."""
+    from mrrp.dashboard import charts
 
     _heading(pdf, "Result")
     pdf.set_font("DejaVu", "B", 13)
@@ -231,6 +252,11 @@ def pdf_report(
     pdf.cell(0, 5, f"Interval method: {p.interval_method}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 9.5)
 
+
+def _pdf_inputs(pdf, review) -> None:
+    """Each input's status, and what the model compensated with the validated performance sentence."""
+    from mrrp.dashboard.intake import INPUTS
+
     _heading(pdf, "Inputs")
     with pdf.table(col_widths=(45, 135), text_align=("LEFT", "LEFT"), width=180, align="LEFT") as table:
         table.row(["Input", "Status"])
@@ -245,19 +271,23 @@ def pdf_report(
     else:
         pdf.multi_cell(0, 5, review.pattern.sentence(), new_x="LMARGIN", new_y="NEXT")
 
-    figures: list[tuple[str, object, int]] = []
-    if with_charts:
-        figures = [
-            ("Recurrence-free survival", charts.survival_figure(p, review.reference), 900),
-            (
-                f"{horizon_years(HEADLINE_HORIZON_MONTHS)}-year recurrence in 100 patients like her",
-                charts.icon_array_figure(p.at(HEADLINE_HORIZON_MONTHS).probability, HEADLINE_HORIZON_MONTHS),
-                700,
-            ),
-            ("What each input contributed", charts.contributions_figure(e), 900),
-        ]
-        if any(e.clinical.values()):
-            figures.append(("Clinical fields", charts.clinical_figure(e.clinical, record), 900))
+
+def _pdf_charts(pdf, review, record: dict | None) -> None:
+    """The screen's figures as PNG (kaleido); a sentence when some cannot be drawn on this computer."""
+    from mrrp.dashboard import charts
+
+    p, e = review.prediction, review.explanation
+    figures: list[tuple[str, object, int]] = [
+        ("Recurrence-free survival", charts.survival_figure(p, review.reference), 900),
+        (
+            f"{horizon_years(HEADLINE_HORIZON_MONTHS)}-year recurrence in 100 patients like her",
+            charts.icon_array_figure(p.at(HEADLINE_HORIZON_MONTHS).probability, HEADLINE_HORIZON_MONTHS),
+            700,
+        ),
+        ("What each input contributed", charts.contributions_figure(e), 900),
+    ]
+    if any(e.clinical.values()):
+        figures.append(("Clinical fields", charts.clinical_figure(e.clinical, record), 900))
     drawn = 0
     for title, fig, width in figures:
         png = figure_png(fig, width_px=width)
@@ -270,7 +300,7 @@ def pdf_report(
             pdf.set_font("DejaVu", "", 9.5)
         _image(pdf, png, 175 if width >= 900 else 130)
         drawn += 1
-    if with_charts and drawn < len(figures):
+    if drawn < len(figures):
         pdf.set_font("DejaVu", "I", 8.5)
         pdf.multi_cell(
             0,
@@ -281,23 +311,15 @@ def pdf_report(
             new_y="NEXT",
         )
 
-    if heatmap_png is not None:
-        _heading(pdf, "Slide heatmap")
-        _image(pdf, heatmap_png, 150)
-    for i, png in enumerate(ultrasound_pngs or []):
-        _heading(pdf, f"Ultrasound image {i + 1} (Grad-CAM)")
-        _image(pdf, png, 90)
 
-    sentences = [("Ultrasound report", e.us_report), ("Pathology report", e.path_report)]
-    for title, items in sentences:
+def _pdf_sentences(pdf, e) -> None:
+    """The three report sentences of each report that moved the risk most."""
+    from mrrp.dashboard import charts
+
+    for title, items in (("Ultrasound report", e.us_report), ("Pathology report", e.path_report)):
         top = charts.top_sentences(items, 3)
         if not top:
             continue
         _heading(pdf, f"{title}: sentences that moved the risk most")
         for text, a in top:
             pdf.multi_cell(0, 5, f"{'↑' if a > 0 else '↓'} {a:+.3f}  {text}", new_x="LMARGIN", new_y="NEXT")
-
-    pdf.ln(4)
-    pdf.set_font("DejaVu", "I", 7.5)
-    pdf.multi_cell(0, 4, f"{NOTICE} Model version {p.model_version}.", new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())

@@ -264,10 +264,7 @@ def render_heatmap(
     pixels) smooths within the coloured area only. Outside it, overlay pixels equal the
     thumbnail exactly.
     """
-    thumb = np.asarray(thumbnail)
-    if thumb.ndim != 3 or thumb.shape[2] not in (3, 4):
-        raise InvalidValueError(f"The thumbnail must be an (H, W, 3) RGB image; got shape {thumb.shape}.")
-    thumb = thumb[..., :3].astype(np.uint8, copy=False)  # (H, W, 3)
+    thumb = _as_thumbnail(thumbnail)  # (H, W, 3) uint8
     h, w = thumb.shape[:2]
     thumb_ds = _check_positive("The thumbnail downsample", thumb_downsample)
     alpha = float(alpha)
@@ -297,6 +294,28 @@ def render_heatmap(
 
     lo, hi = _colour_range(score_map[valid], use_percentiles, vmin, vmax)
 
+    return HeatmapResult(
+        overlay=_blend(thumb, score_map, valid, colormap, lo, hi, alpha),
+        score_map=score_map.astype(np.float32),
+        vmin=lo,
+        vmax=hi,
+        cmap=cmap,
+        label=label,
+    )
+
+
+def _as_thumbnail(thumbnail: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 from an RGB or RGBA thumbnail."""
+    thumb = np.asarray(thumbnail)
+    if thumb.ndim != 3 or thumb.shape[2] not in (3, 4):
+        raise InvalidValueError(f"The thumbnail must be an (H, W, 3) RGB image; got shape {thumb.shape}.")
+    return thumb[..., :3].astype(np.uint8, copy=False)
+
+
+def _blend(
+    thumb: np.ndarray, score_map: np.ndarray, valid: np.ndarray, colormap, lo: float, hi: float, alpha: float
+) -> np.ndarray:
+    """The thumbnail with the colour-mapped scores alpha-blended on the ``valid`` pixels only. (H, W, 3) uint8."""
     overlay = thumb.copy()
     if valid.any():
         # Colour only the valid pixels, through the colour map's own N-entry table (the same
@@ -311,15 +330,7 @@ def render_heatmap(
         blended += alpha * lut[lut_idx]
         np.rint(blended, out=blended)
         overlay[valid] = np.clip(blended, 0, 255, out=blended).astype(np.uint8)
-
-    return HeatmapResult(
-        overlay=overlay,
-        score_map=score_map.astype(np.float32),
-        vmin=lo,
-        vmax=hi,
-        cmap=cmap,
-        label=label,
-    )
+    return overlay
 
 
 def display_kwargs(display: TileScoreDisplay, scores: np.ndarray) -> dict:
