@@ -413,11 +413,20 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mrrp.slides.tiling import DEFAULT_TARGET_MPP
-
     p = _Parser(prog="mrrp", description="Multimodal recurrence-risk prediction for HR+/HER2- early breast cancer.")
     p.add_argument("--version", action="version", version=f"mrrp {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_slide_commands(sub)
+    _add_cohort_commands(sub)
+    _add_patient_commands(sub)
+    _add_pcr_commands(sub)
+    _add_dashboard_command(sub)
+    return p
+
+
+def _add_slide_commands(sub) -> None:
+    """``slide-info`` and ``features``: one slide."""
+    from mrrp.slides.tiling import DEFAULT_TARGET_MPP
 
     s = sub.add_parser("slide-info", help="print a slide's metadata")
     s.add_argument("path", help="slide file (SVS, TIFF, NDPI, SCN, MRXS, DICOM, PNG, JPEG, ...)")
@@ -441,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_features)
 
+
+def _add_cohort_commands(sub) -> None:
+    """``synth``, ``train`` and ``evaluate``: a cohort."""
     y = sub.add_parser("synth", help="write a synthetic reference cohort (slides, ultrasound, reports, records)")
     _add_cohort_arguments(y, n=800, seed=7, sites="internal,external", sites_help="comma-separated: internal, external")
     y.add_argument("--slide-size", default="1.6x1.2", help="slide size in mm, width x height (default 1.6x1.2)")
@@ -468,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_evaluate)
 
+
+def _add_patient_commands(sub) -> None:
+    """``predict`` and ``explain``: patients of a manifest."""
     r = sub.add_parser("predict", help="risk, group, survival curve and 3/5/7-year recurrence for manifest patients")
     r.add_argument("--model", default=None, help="model bundle folder (default: the bundled mrrp-demo)")
     r.add_argument("--manifest", required=True, help="manifest CSV (outcome columns not needed)")
@@ -490,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_explain)
 
+
+def _add_pcr_commands(sub) -> None:
+    """``pcr-synth``, ``pcr-train`` and ``pcr-predict``: the MRI model."""
     ps = sub.add_parser("pcr-synth", help="write a synthetic multi-site breast DCE-MRI cohort with pCR labels")
     _add_cohort_arguments(
         ps, n=480, seed=0, sites="site-a,site-b,site-c,site-d", sites_help="comma-separated; site-d is external"
@@ -521,11 +539,12 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--json", action="store_true")
     pp.set_defaults(func=cmd_pcr_predict)
 
+
+def _add_dashboard_command(sub) -> None:
     d = sub.add_parser("dashboard", help="serve the clinician dashboard (streamlit run, with the project's settings)")
     d.add_argument("--address", default=None, help="interface to listen on (default 127.0.0.1: this machine only)")
     d.add_argument("--port", type=int, default=None, help="port (default 8501)")
     d.set_defaults(func=cmd_dashboard)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
