@@ -10,13 +10,14 @@ from mrrp.dashboard.models import (
     SESSION_KEY,
     available_models,
     is_bundled,
-    load_model,
+    load_trusted_model,
+    model_error_message,
     model_version,
 )
 from mrrp.dashboard.shell import mark_shell
 from mrrp.errors import InputError
 from mrrp.resources import LOGO, bundled_path
-from mrrp.ui import NOTICE
+from mrrp.ui import NOTICE, md_code, md_escape
 
 st.set_page_config(page_title="mrrp", page_icon=str(bundled_path(LOGO)), layout="wide")
 mark_shell()  # pages check it (mrrp.dashboard.shell.require_shell): deep links never skip this sidebar
@@ -55,11 +56,15 @@ with st.sidebar:
     )
     chosen = str(models[choice])
     try:
-        bundle = load_model(chosen)
+        bundle, provenance = load_trusted_model(chosen)
         st.session_state[SESSION_KEY] = chosen
-        st.caption(f"Version `{model_version(bundle)}`")
+        st.caption(f"Version {md_code(model_version(bundle))}")
+        if provenance.trusted:
+            st.caption(md_escape(provenance.describe()))
+        else:  # loaded only because the site allows unsigned bundles (MRRP_ALLOW_UNSIGNED)
+            st.warning(md_escape(provenance.describe()), icon=":material/gpp_maybe:")
     except InputError as exc:
-        st.error(f"{exc} Using the bundled model instead.")
+        st.error(md_escape(model_error_message(exc, chosen)))
         st.session_state[SESSION_KEY] = str(BUNDLED_MODEL_DIR)
         chosen = str(BUNDLED_MODEL_DIR)
     if is_bundled(chosen):

@@ -34,7 +34,7 @@ import numpy as np
 from mrrp._hashing import sha256_bytes, sha256_file, sha256_text
 from mrrp._uploads import UploadedFileData, safe_filename
 from mrrp.errors import InputError
-from mrrp.io.clinical import clinical_record_from_file
+from mrrp.io.clinical import read_clinical_file
 from mrrp.io.reports import normalise_report_text, read_report
 from mrrp.io.slides import open_slide, slide_fingerprint
 from mrrp.io.ultrasound import read_ultrasound
@@ -298,10 +298,14 @@ def record_hash(record: Mapping[str, object]) -> str:
 def parse_clinical(form: dict[str, object] | None, upload: UploadedFileData | None) -> ClinicalInput:
     """The clinical record from the form or one uploaded CSV/JSON row; a file wins over the form."""
     try:
-        raw = clinical_record_from_file(upload) if upload is not None else form
+        if upload is not None:
+            raw_file = read_clinical_file(upload)
+            raw, units = raw_file.values, raw_file.units
+        else:
+            raw, units = form, None
         if raw is None:
             return ClinicalInput(None, InputStatus("clinical", "missing"), None)
-        record = parse_clinical_record(raw)
+        record = parse_clinical_record(raw, units)
     except InputError as exc:
         return ClinicalInput(None, InputStatus("clinical", "invalid", str(exc)), None)
     if all(v is None for v in record.values()):

@@ -158,6 +158,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_bundle_out(out: str, *keep: str | None) -> None:
+    """Refuse an unsafe --out (``.``, ``..``, a file, a folder holding the inputs or other files) before
+    training starts, not after it finished; an interrupted earlier replacement is recovered here."""
+    from mrrp.model.bundle import check_bundle_destination
+
+    check_bundle_destination(out, keep=[k for k in keep if k])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from mrrp.train.pipeline import default_model_config, train_bundle
     from mrrp.train.trainer import TrainConfig
@@ -166,6 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError("--folds must be between 2 and 20.")
     if args.query not in ("learned", "pathology", "clinical"):
         raise InputError("--query must be learned, pathology or clinical.")
+    _check_bundle_out(args.out, args.manifest, args.cache_dir)
     summary = train_bundle(
         args.manifest,
         args.out,
@@ -228,6 +237,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS
 
     bundle = load_bundle(args.model or bundled_model_dir("mrrp-demo"))
+    trust = _require_trusted(bundle.path, bundle.checksum)
     rows = read_manifest(args.manifest, require_outcomes=False)
     if args.patient:
         rows = [r for r in rows if r.patient_id in set(args.patient)]
@@ -238,9 +248,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     notice = bundle.model_card.get("notice", "")
     if args.json:
         out = [{**p.to_dict(), "inputs": a.case.statuses_dict()} for p, a in zip(preds, assembled, strict=True)]
-        _print_json({"notice": notice, "predictions": out})
+        model = {"signed_by": trust.signer, "trust": trust.kind, "trust_text": trust.describe()}
+        _print_json({"notice": notice, "model": model, "predictions": out})
     else:
         print(notice)
+        print(f"Model: {trust.describe()}")
         for p, a in zip(preds, assembled, strict=True):
             h = p.at(HEADLINE_HORIZON_MONTHS)
             gaps = f"; compensated: {', '.join(p.compensated)}" if p.compensated else ""
@@ -272,6 +284,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.heatmap and not Path(args.heatmap).parent.exists():
         raise InputError(f"The output folder '{Path(args.heatmap).parent}' does not exist.")
     bundle = load_bundle(args.model or bundled_model_dir("mrrp-demo"))
+    _require_trusted(bundle.path, bundle.checksum)
     (assembled,) = _assemble_rows([find_patient(args.manifest, args.case)], args)
     case = assembled.case
     if args.heatmap and case.slide is None:
@@ -327,6 +340,7 @@ def cmd_pcr_train(args: argparse.Namespace) -> int:
         raise InputError("--target-sensitivity must be between 0.5 and 0.99.")
     if not (20 <= args.bootstrap <= 5000):
         raise InputError("--bootstrap must be between 20 and 5000.")
+    _check_bundle_out(args.out, args.manifest, args.report)
     cfg = TrainConfig(
         seed=args.seed,
         stage1_epochs=args.stage1_epochs,
@@ -369,6 +383,7 @@ def cmd_pcr_predict(args: argparse.Namespace) -> int:
     if args.attention_nifti and not Path(args.attention_nifti).parent.exists():
         raise InputError(f"The output folder '{Path(args.attention_nifti).parent}' does not exist.")
     bundle = load_pcr_bundle(args.model or DEFAULT_MODEL_DIR)
+    trust = _require_trusted(bundle.path, bundle.checksum)
     clinical = read_clinical_json(args.clinical) if args.clinical else None
     pred = predict_files(bundle, args.mri, mask=args.mask, clinical=clinical)
     if args.attention_nifti:
@@ -378,6 +393,7 @@ def cmd_pcr_predict(args: argparse.Namespace) -> int:
         return 0
     lo, hi = pred.interval
     print(pred.notice)
+    print(f"Model: {trust.describe()}")
     print(
         f"pCR probability {100 * pred.probability:.0f}% (interval {100 * lo:.0f}–{100 * hi:.0f}%), "
         f"{'above' if pred.above_threshold else 'below'} the operating threshold of {100 * pred.threshold:.0f}%"
@@ -388,6 +404,39 @@ def cmd_pcr_predict(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     if args.attention_nifti:
         print(f"attention map -> {args.attention_nifti}")
+    return 0
+
+
+def _require_trusted(path: Path, checksum: str):  # -> mrrp.model.signing.Provenance
+    """Who vouches for the model (refused when nobody does, unless MRRP_ALLOW_UNSIGNED); a warning on stderr
+    when it is used only because the site allows unsigned bundles."""
+    from mrrp.model.signing import require_trusted
+
+    trust = require_trusted(path, checksum)
+    if not trust.trusted:
+        _WARNINGS.append(f"{trust.describe()} (allowed by MRRP_ALLOW_UNSIGNED)")
+    return trust
+
+
+# Warnings a command raises are printed when it finishes, so that a refusal stays one line on stderr.
+_WARNINGS: list[str] = []
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from mrrp.model.signing import generate_key
+
+    pub, line = generate_key(args.out, args.name)
+    print(f"private key -> {args.out} (keep it off the bundles and the repository)")
+    print(f"public key -> {pub}; add this line to the trusted-keys file (MRRP_TRUSTED_KEYS):")
+    print(line)
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from mrrp.model.signing import sign_bundle
+
+    out = sign_bundle(args.model, args.key)
+    print(f"signed {args.model} -> {out}")
     return 0
 
 
@@ -420,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cohort_commands(sub)
     _add_patient_commands(sub)
     _add_pcr_commands(sub)
+    _add_signing_commands(sub)
     _add_dashboard_command(sub)
     return p
 
@@ -462,7 +512,11 @@ def _add_cohort_commands(sub) -> None:
 
     t = sub.add_parser("train", help="train an MRRP bundle on a manifest (k-fold CV ensemble)")
     t.add_argument("--manifest", required=True)
-    t.add_argument("--out", required=True, help="bundle folder (replaced only when training succeeds)")
+    t.add_argument(
+        "--out",
+        required=True,
+        help="a new or empty folder, or an existing bundle (replaced only when training succeeds)",
+    )
     t.add_argument("--folds", type=int, default=5)
     t.add_argument("--max-epochs", type=int, default=400)
     t.add_argument("--query", default="learned", help="inter-modality query: learned, pathology or clinical")
@@ -506,6 +560,19 @@ def _add_patient_commands(sub) -> None:
     x.set_defaults(func=cmd_explain)
 
 
+def _add_signing_commands(sub) -> None:
+    """``keygen`` and ``sign``: a site vouches for its own bundles (mrrp.model.signing)."""
+    k = sub.add_parser("keygen", help="make the site's Ed25519 signing key (private key file + .pub line)")
+    k.add_argument("--out", required=True, help="private key file to create (outside any bundle or repository)")
+    k.add_argument("--name", required=True, help="who signs, as the dashboard and mrrp predict will say it")
+    k.set_defaults(func=cmd_keygen)
+
+    g = sub.add_parser("sign", help="sign a model bundle (MRRP or pCR) with the site's private key")
+    g.add_argument("--model", required=True, help="bundle folder")
+    g.add_argument("--key", required=True, help="private key file written by mrrp keygen")
+    g.set_defaults(func=cmd_sign)
+
+
 def _add_pcr_commands(sub) -> None:
     """``pcr-synth``, ``pcr-train`` and ``pcr-predict``: the MRI model."""
     ps = sub.add_parser("pcr-synth", help="write a synthetic multi-site breast DCE-MRI cohort with pCR labels")
@@ -517,7 +584,11 @@ def _add_pcr_commands(sub) -> None:
 
     pt = sub.add_parser("pcr-train", help="train the stepwise pCR model and baselines; evaluate on the external site")
     pt.add_argument("--manifest", required=True, help="pCR manifest CSV (docs/pcr.md)")
-    pt.add_argument("--out", required=True, help="bundle folder (replaced only when training succeeds)")
+    pt.add_argument(
+        "--out",
+        required=True,
+        help="a new or empty folder, or an existing bundle (replaced only when training succeeds)",
+    )
     pt.add_argument("--report", default=None, help="also write PREFIX.md and PREFIX.json (e.g. docs/pcr_report)")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--stage1-epochs", type=int, default=15)
@@ -551,8 +622,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    _WARNINGS.clear()
     try:
-        return func(args)
+        code = func(args)
+        for warning in _WARNINGS:
+            sys.stderr.write(f"mrrp: warning: {warning}\n")
+        return code
     except InputError as exc:
         sys.stderr.write(f"mrrp: {exc}\n")
         return EXIT_INPUT

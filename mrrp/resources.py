@@ -15,11 +15,13 @@ the caller that opens one reports that in its own words.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 __all__ = [
     "APP_SCRIPT",
+    "BUNDLED_DIGESTS",
     "BUNDLED_MODELS",
     "INSTALLED_SUBDIR",
     "LOGO",
@@ -28,6 +30,7 @@ __all__ = [
     "SHIPPED",
     "STREAMLIT_CONFIG",
     "bundled_model_dir",
+    "bundled_model_name",
     "bundled_path",
     "bundled_root",
 ]
@@ -40,6 +43,15 @@ STREAMLIT_CONFIG = ".streamlit/config.toml"
 MODEL_REPORT = "docs/model_report.json"  # the bundled mrrp-demo's evaluation, shown on the performance page
 BUNDLED_MODELS = ("mrrp-demo", "pcr-demo")
 SHIPPED = (APP_SCRIPT, PAGES_DIR, LOGO, STREAMLIT_CONFIG, MODEL_REPORT, *(f"assets/models/{m}" for m in BUNDLED_MODELS))
+
+# The bundled models' identities, pinned in code: sha256 of each bundle's checksums.json (which holds the
+# sha256 of every other file). A bundled model whose files were changed and whose checksums.json was
+# rewritten to match passes its integrity check but not this one, so it is refused (mrrp.model.bundle).
+# Rebuilding a bundled model (``make model``) changes its digest: update it here in the same commit.
+BUNDLED_DIGESTS: dict[str, str] = {
+    "mrrp-demo": "903cd11ba2f295e4db671fc82bf0670b23a2ad840d3cc5a676e2ceb4db10b488",
+    "pcr-demo": "389649648d20691825d991776a7076000e1ffa1d24f6a00b846ae02ebfb1ffea",
+}
 
 INSTALLED_SUBDIR = "_bundled"  # where a wheel puts the shipped tree, inside the package
 
@@ -72,3 +84,13 @@ def bundled_model_dir(name: str) -> Path:
     if name not in BUNDLED_MODELS:
         raise ValueError(f"{name!r} is not a bundled model; bundled: {', '.join(BUNDLED_MODELS)}")
     return bundled_path(f"assets/models/{name}")
+
+
+def bundled_model_name(path: str | os.PathLike[str]) -> str | None:
+    """The bundled model that lives at ``path`` (``"mrrp-demo"`` / ``"pcr-demo"``), else None.
+
+    By location, links resolved: whatever sits in the bundled model's folder is loaded as the bundled
+    model and must match its pinned digest; a copy elsewhere is an ordinary (site) bundle.
+    """
+    where = Path(path).resolve()
+    return next((name for name in BUNDLED_MODELS if bundled_model_dir(name).resolve() == where), None)

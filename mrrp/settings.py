@@ -10,6 +10,8 @@ A site configures a deployment without editing code:
 | ``MRRP_MODELS_DIR`` | a site's own model bundles, offered beside the bundled model | ``./models`` |
 | ``MRRP_TORCH_THREADS`` | torch threads for encoding a patient's slide and images in the dashboard | all cores but one |
 | ``MRRP_ENCODER_PRECISION`` | tile encoder precision: ``auto``, ``fp32`` or ``bf16`` | ``auto`` (bf16 only on CPUs with native bf16) |
+| ``MRRP_TRUSTED_KEYS`` | a file of the public keys whose signatures on site bundles are trusted, one ``<name> <key>`` a line (``mrrp keygen`` writes them) | none |
+| ``MRRP_ALLOW_UNSIGNED`` | any non-empty value: a site bundle that is unsigned or signed by an untrusted key loads, with a warning | off (refused) |
 | ``MRRP_DEBUG`` | any non-empty value: the CLI shows the traceback of an unexpected error | off |
 
 :func:`load_settings` reads the environment each time it is called, never at import, so a test (or a
@@ -40,6 +42,8 @@ class Settings:
     torch_threads: int | None  # None: not set (or not a positive whole number), the caller's default applies
     encoder_precision: str
     debug: bool
+    trusted_keys: Path | None = None  # MRRP_TRUSTED_KEYS (mrrp.model.signing reads it)
+    allow_unsigned: bool = False
 
     @property
     def upload_dir(self) -> Path:
@@ -72,6 +76,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         torch_threads=_positive_int(env.get("MRRP_TORCH_THREADS")),
         encoder_precision=env.get("MRRP_ENCODER_PRECISION", "auto"),
         debug=bool(env.get("MRRP_DEBUG")),
+        trusted_keys=Path(env["MRRP_TRUSTED_KEYS"]).expanduser() if env.get("MRRP_TRUSTED_KEYS") else None,
+        allow_unsigned=bool(env.get("MRRP_ALLOW_UNSIGNED")),
     )
 
 

@@ -24,13 +24,13 @@ from mrrp.dashboard.performance import (
 )
 from mrrp.dashboard.shell import open_page, require_active_model
 from mrrp.errors import InputError
-from mrrp.ui import NOTICE, UNEXPECTED
+from mrrp.ui import NOTICE, UNEXPECTED, md_code, md_escape
 
 settings = open_page("Cohort and performance")
 state = st.session_state
 bundle, bundled = require_active_model()
 version = model_version(bundle)
-st.caption(f"Active model `{version}`")
+st.caption(f"Active model {md_code(version)}")
 
 tab_perf, tab_batch = st.tabs(["Validated performance", "Batch scoring"])
 
@@ -38,7 +38,7 @@ tab_perf, tab_batch = st.tabs(["Validated performance", "Batch scoring"])
 with tab_perf:
     evaluation, reason = find_evaluation(bundle, settings.cache_dir)
     if reason:
-        st.warning(reason)
+        st.warning(md_escape(reason))
     if evaluation is None:
         st.info(
             "No evaluation of this model was found. Evaluate it on a manifest below: the manifest needs the "
@@ -57,7 +57,7 @@ with tab_perf:
             st.caption(
                 f"The cohort is synthetic, so the best achievable C-index is known: the true hazard reaches {parts}."
             )
-        st.caption(f"Source: {evaluation.source}")
+        st.caption(f"Source: {md_escape(evaluation.source)}")
         st.subheader("By site")
         st.dataframe(site_table(evaluation), hide_index=True, width="stretch", key="perf_sites")
         left, right = st.columns(2)
@@ -97,7 +97,7 @@ with tab_perf:
                 )
             except InputError as exc:
                 bar.empty()
-                st.error(str(exc))
+                st.error(md_escape(exc))
             except Exception:
                 bar.empty()
                 st.error(UNEXPECTED)
@@ -140,14 +140,14 @@ with tab_batch:
     try:
         manifest = _manifest_from_inputs()
     except InputError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
     except OSError:
         st.error("The manifest could not be saved on this computer (disk full or not writable).")
     if st.button("Score the manifest", key="batch_run", type="primary", disabled=manifest is None):
         bar = st.progress(0.0, text="Checking the manifest…")
 
         def on_progress(done: int, total: int, what: str) -> None:
-            bar.progress(done / max(total, 1), text=what)
+            bar.progress(done / max(total, 1), text=md_escape(what))
 
         try:
             result = score_manifest(
@@ -162,7 +162,7 @@ with tab_batch:
         except InputError as exc:
             bar.empty()
             state.pop("batch_result", None)
-            st.error(str(exc))
+            st.error(md_escape(exc))
         except Exception:
             bar.empty()
             state.pop("batch_result", None)
@@ -173,7 +173,7 @@ with tab_batch:
         _, name, result = stored
         counts = summary_counts(result.rows)
         st.success(
-            f"{len(result.rows)} patients scored from {Path(name).name}: {counts['low']} low, "
+            f"{len(result.rows)} patients scored from {md_escape(Path(name).name)}: {counts['low']} low, "
             f"{counts['intermediate']} intermediate, {counts['high']} high risk."
         )
         st.dataframe(result.rows, hide_index=True, width="stretch", key="batch_table")

@@ -8,7 +8,7 @@ import streamlit as st
 from mrrp.dashboard.modelcard import model_card_markdown, model_card_view
 from mrrp.dashboard.performance import find_evaluation
 from mrrp.dashboard.shell import open_page, require_active_model
-from mrrp.ui import NOTICE
+from mrrp.ui import NOTICE, md_code, md_escape
 
 settings = open_page("Model card")
 bundle, bundled = require_active_model()
@@ -17,8 +17,10 @@ card = model_card_view(bundle, evaluation, NOTICE if bundled else None)
 
 if card.notice and not bundled:
     st.info(card.notice)
-st.markdown(f"### {card.name}")
-st.markdown(f"Version `{card.version}` · bundle format {card.bundle_format} · written by mrrp {card.mrrp_version}")
+st.markdown(f"### {md_escape(card.name)}")
+st.markdown(
+    f"Version {md_code(card.version)} · bundle format {card.bundle_format} · written by mrrp {card.mrrp_version}"
+)
 
 left, right = st.columns(2)
 with left:
@@ -50,7 +52,7 @@ st.dataframe(card.encoders, hide_index=True, width="stretch")
 st.markdown("**Files and weights**")
 st.dataframe(card.weights, hide_index=True, width="stretch")
 for key, value in card.extra.items():
-    st.markdown(f"**{key.replace('_', ' ').capitalize()}:** {value}")
+    st.markdown(f"**{md_escape(key.replace('_', ' ').capitalize())}:** {md_escape(value)}")
 
 st.download_button(
     "Download the model card (Markdown)",

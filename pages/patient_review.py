@@ -41,7 +41,7 @@ from mrrp.errors import InputError
 from mrrp.explain.heatmap import colorbar_image
 from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides
 from mrrp.schema import CLINICAL_FIELDS
-from mrrp.ui import UNEXPECTED
+from mrrp.ui import UNEXPECTED, md_code, md_escape
 from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_INPUTS, RISK_GROUP_STREAMLIT_COLOURS
 
 CHIP_COLOURS = {"provided": "green", "missing": "gray", "invalid": "red"}
@@ -78,17 +78,17 @@ def run_review(inputs: CaseInputs, title: str) -> None:
                 inputs,
                 cache_dir=settings.cache_dir,
                 upload_dir=settings.upload_dir,
-                progress=lambda f, t: bar.progress(0.75 * f, text=t),
+                progress=lambda f, t: bar.progress(0.75 * f, text=md_escape(t)),
             )
             unusable = nothing_usable(intake)
             if unusable is not None:
                 status.update(label="Nothing to analyse", state="error")
-                st.error(unusable)
+                st.error(md_escape(unusable))
                 return
-            review = review_case(bundle, intake, progress=lambda f, t: bar.progress(0.75 + 0.25 * f, text=t))
+            review = review_case(bundle, intake, progress=lambda f, t: bar.progress(0.75 + 0.25 * f, text=md_escape(t)))
         except InputError as exc:
             status.update(label="The analysis could not be completed", state="error")
-            st.error(str(exc))
+            st.error(md_escape(exc))
             return
         except Exception:  # noqa: BLE001 - never a traceback on screen; the inputs stay as they are
             status.update(label="The analysis could not be completed", state="error")
@@ -116,7 +116,7 @@ for col, (pid, title) in zip(cols, demos, strict=True):
             with st.spinner("Preparing the demo patients (first time only, about 20 seconds)…"):
                 inputs = demo_inputs(settings.cache_dir, pid)
         except InputError as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
         else:
             run_review(inputs, f"{pid} — {title}")
     col.caption(title)
@@ -127,13 +127,13 @@ if open_id:
     try:
         record = CaseHistory().get(open_id)
         if record is None:
-            st.error(f"Case {open_id} is not in the case history.")
+            st.error(f"Case {md_escape(open_id)} is not in the case history.")
         else:
             state["review"] = review_from_record(bundle, record)
             state["review_title"] = f"Case {record.case_id} from the history ({record.created_at[:16]} UTC)"
             state.pop("pdf_cache", None)
     except InputError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
 
 # --- inputs ------------------------------------------------------------------------------------
 with st.expander("Enter a patient's data", expanded="review" not in state):
@@ -150,13 +150,13 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
                 type=list(SLIDE_UPLOAD_TYPES),
                 accept_multiple_files=True,
                 key="rv_slide_upload",
-                help=f"Up to {limit_mb:,} MB; larger slides go in the local slide folder ({settings.slide_dir}).",
+                help=f"Up to {limit_mb:,} MB; larger slides go in the local slide folder ({md_escape(settings.slide_dir)}).",
             )
             slide = save_slide_upload(uploads, settings.upload_dir)
         else:
             local = list_local_slides(settings.slide_dir)
             if not local:
-                st.info(f"No slides in the local slide folder `{settings.slide_dir}` (set MRRP_SLIDE_DIR).")
+                st.info(f"No slides in the local slide folder {md_code(settings.slide_dir)} (set MRRP_SLIDE_DIR).")
             else:
                 slide = st.selectbox(
                     "Slide",
@@ -234,9 +234,9 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
 review = state.get("review")
 mismatch = model_mismatch(review, model_version(bundle)) if review is not None else None
 if mismatch is not None and mismatch.keep:
-    st.warning(mismatch.message)
+    st.warning(md_escape(mismatch.message))
 elif mismatch is not None:  # a live result of the previously chosen model: recompute, never mix models
-    st.info(mismatch.message)
+    st.info(md_escape(mismatch.message))
     state.pop("review")
     review = None
 if review is None:
@@ -246,24 +246,24 @@ if review is None:
 # --- results -------------------------------------------------------------------------------------
 pred = review.prediction
 st.divider()
-st.header(state.get("review_title", "Result"))
+st.header(md_escape(state.get("review_title", "Result")))
 if state.get("history_error"):
-    st.warning(state.pop("history_error"))
+    st.warning(md_escape(state.pop("history_error")))
 
 chips = []
 for key, label, _ in INPUTS:
     s = review.statuses[key]
     chips.append(
         f":{CHIP_COLOURS[s.state]}-badge[{CHIP_ICONS[s.state]} {label}: "
-        f"{s.text if s.state != 'invalid' else 'invalid'}]"
+        f"{md_escape(s.text) if s.state != 'invalid' else 'invalid'}]"
     )
 st.markdown(" &nbsp; ".join(chips))
 for key, label, _ in INPUTS:
     s = review.statuses[key]
     if s.state == "invalid":
-        st.error(f"{label} — {s.text}")
+        st.error(f"{label} — {md_escape(s.text)}")
     for note in s.notes:
-        st.warning(f"{label}: {note}")
+        st.warning(f"{label}: {md_escape(note)}")
 
 if review.compensated:
     named = ", ".join(MODALITY_INPUTS[m] for m in review.compensated)
@@ -419,7 +419,7 @@ with tab_us:
         for i, (img, heat) in enumerate(zip(review.intake.us_images, e.us_overlays, strict=True)):
             cols[i % len(cols)].image(
                 charts.ultrasound_overlay(img, heat, alpha_us),
-                caption=f"{review.intake.us_names[i]} — Grad-CAM",
+                caption=f"{md_escape(review.intake.us_names[i])} — Grad-CAM",
                 width="stretch",
             )
 
@@ -432,12 +432,17 @@ with tab_reports:
             shown = True
             st.markdown(f"**{title}** — red sentences pushed the risk up, blue ones down (hover for the value).")
             st.html(body)
+    if shown and e.methods.get("reports_limit"):  # a very long report: which sentences were explained
+        st.caption(md_escape(e.methods["reports_limit"].capitalize() + "."))
     if not shown:
         st.info("No report text for this case (or a case from the history saved without text).")
 
 with tab_export:
     version = pred.model_version
-    st.caption(f"Model version `{version}`" + (f" · case `{review.case_id}` in the history" if review.case_id else ""))
+    st.caption(
+        f"Model version {md_code(version)}"
+        + (f" · case {md_code(review.case_id)} in the history" if review.case_id else "")
+    )
     label = model_label(bundled, active_model_path())
     stem = export_stem(review)
     a, b = st.columns(2)
@@ -485,15 +490,18 @@ with tab_export:
                 )
                 st.caption("Stored with its inputs.")
             except HistoryError as exc:
-                st.warning(str(exc))
+                st.warning(md_escape(exc))
     try:
-        past = CaseHistory().list_cases(limit=15)
+        listing = CaseHistory().listing(limit=15)
+        past = listing.cases
+        if listing.notice:  # rows that cannot be read, a read-only file: said, never hiding the rest
+            st.warning(md_escape(listing.notice))
     except HistoryError as exc:
         past = []
-        st.warning(str(exc))
+        st.warning(md_escape(exc))
     for rec in past:
         c_a, c_b = st.columns([5, 1])
-        c_a.write(rec.label)
+        c_a.markdown(md_escape(rec.label))
         if c_b.button("Open", key=f"open_{rec.case_id}"):
             state["open_case_id"] = rec.case_id
             st.rerun()

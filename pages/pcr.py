@@ -21,7 +21,7 @@ from mrrp.pcr.page import (
 )
 from mrrp.pcr.predict import DEFAULT_MODEL_DIR, PCRPrediction, predict_files
 from mrrp.pcr.render import axial, axial_mip, best_slice, colour_bar, display_window, overlay
-from mrrp.ui import NOTICE
+from mrrp.ui import NOTICE, md_escape
 
 settings = open_page("pCR prediction from breast MRI")
 state = st.session_state
@@ -48,7 +48,7 @@ def predict_cached(mri: tuple[str, ...], mask: str | None, clinical_json: str, m
 try:
     bundle = pcr_bundle(str(DEFAULT_MODEL_DIR))
 except InputError as exc:
-    st.error(f"{exc} Build it with `python -m mrrp.pcr.build`.")
+    st.error(f"{md_escape(exc)} Build it with `python -m mrrp.pcr.build`.")
     st.stop()
 
 # --- the MRI ------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ else:
         if mask_file is not None:
             mask_path = save_uploads([(mask_file.name, mask_file.getvalue())], settings.upload_dir)[0]
     except InputError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
     except OSError:
         st.error("The upload could not be saved on this computer (disk full or not writable).")
 
@@ -117,7 +117,7 @@ with st.expander("Clinical variables (leave 'unknown' where not known)", expande
 try:
     clinical = record_from_form(form)
 except InputError as exc:
-    st.error(str(exc))
+    st.error(md_escape(exc))
     st.stop()
 
 if not mri_paths:
@@ -151,7 +151,7 @@ with right:
     st.caption("Image only → guided attention → with clinical variables; the last is the reported probability.")
 
 for note in pred.notes:
-    (st.warning if "No tumour mask" in note else st.info)(note)
+    (st.warning if "No tumour mask" in note else st.info)(md_escape(note))
 
 # --- attention -----------------------------------------------------------------------------------------
 st.subheader("Where the model looked")

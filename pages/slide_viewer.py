@@ -32,9 +32,9 @@ from mrrp.dashboard.uploads import save_slide_upload
 from mrrp.errors import InputError, MissingMppError
 from mrrp.explain.heatmap import colorbar_image
 from mrrp.features.slide import SlideAnalysis, pipeline_tile_scores
-from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides
+from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides, resolve_local_slide
 from mrrp.io.slides import open_slide, slide_fingerprint
-from mrrp.ui import NOTICE
+from mrrp.ui import NOTICE, md_code, md_escape
 
 settings = open_page("Slide viewer")
 state = st.session_state
@@ -186,7 +186,7 @@ def deep_zoom_panel(
     try:
         view = deep_zoom_view(path, mtime)
     except InputError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         return
     geometry = ViewGeometry.of(view, VIEW_W_PX, VIEW_H_PX)
     start_view(slide_key, geometry)
@@ -211,7 +211,7 @@ def deep_zoom_panel(
         except InputError as exc:
             # OpenSlide keeps a handle in error once a read failed; drop it so other zoom levels open afresh.
             deep_zoom_view.clear(path, mtime)
-            st.error(str(exc))
+            st.error(md_escape(exc))
 
 
 # --- choose a slide --------------------------------------------------------------------
@@ -230,7 +230,7 @@ try:
         )
         saved = save_slide_upload(uploads, settings.upload_dir)
         if saved.error:
-            st.error(saved.error)
+            st.error(md_escape(saved.error))
         slide_path = saved.path
     elif source == "Demo patient":
         with st.spinner("Preparing the demo patients (first time only, about half a minute)…"):
@@ -240,14 +240,14 @@ try:
     else:
         local = list_local_slides(settings.slide_dir)
         if not local:
-            st.info(f"No slides found in the local slide folder `{settings.slide_dir}` (set MRRP_SLIDE_DIR).")
+            st.info(f"No slides found in the local slide folder {md_code(settings.slide_dir)} (set MRRP_SLIDE_DIR).")
         else:
             choice = st.selectbox(
                 "Slide", local, format_func=lambda p: str(p.relative_to(settings.slide_dir)), key="slide_pick"
             )
-            slide_path = Path(choice)
+            slide_path = resolve_local_slide(settings.slide_dir, choice)  # a link swapped in since listing
 except InputError as exc:
-    st.error(str(exc))
+    st.error(md_escape(exc))
 except OSError:
     st.error("The slide could not be saved on this computer (disk full or not writable).")
 
@@ -264,7 +264,7 @@ with slide:
     info = slide.info
     if info.mpp is None:
         st.warning(
-            f"{info.name} does not record its resolution. Enter the microns per pixel of the scan "
+            f"{md_escape(info.name)} does not record its resolution. Enter the microns per pixel of the scan "
             "(0.25 for 40x, 0.5 for 20x) to place tiles at the right physical size."
         )
         entered = st.number_input(
@@ -285,7 +285,7 @@ with slide:
     left, right = st.columns([1, 2])
     with left:
         st.subheader("Slide")
-        st.table(dict(format_metadata(info)), border="horizontal")
+        st.table({k: md_escape(v) for k, v in format_metadata(info)}, border="horizontal")  # cells are Markdown
         if user_mpp is not None and st.button("Change resolution", key=f"mpp_reset::{slide_path}"):
             state.pop(mpp_key, None)
             st.rerun()
@@ -294,7 +294,7 @@ with slide:
         thumb = thumbnail_of(str(slide_path), user_mpp, slide_path.stat().st_mtime)
         fingerprint = slide_fingerprint(slide_path)
     except InputError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         st.stop()
 
     analysis_key = (fingerprint, info.mpp)
@@ -304,7 +304,9 @@ with slide:
         tab_thumb, tab_tissue, tab_grid = st.tabs(["Thumbnail", "Tissue mask", "Tile grid"])
         with tab_thumb:
             st.image(
-                thumb.image, caption=f"{info.name} — 1 pixel = {thumb.downsample * info.mpp:.1f} µm", width="stretch"
+                thumb.image,
+                caption=f"{md_escape(info.name)} — 1 pixel = {thumb.downsample * info.mpp:.1f} µm",
+                width="stretch",
             )
         if analysis is None:
             for tab in (tab_tissue, tab_grid):
@@ -353,11 +355,11 @@ with slide:
                     slide, settings.cache_dir, fingerprint=fingerprint, progress=on_progress, encoder=encoder
                 )
             except MissingMppError as exc:
-                st.error(str(exc))
+                st.error(md_escape(exc))
                 st.stop()
             except InputError as exc:
                 bar.empty()
-                st.error(str(exc))
+                st.error(md_escape(exc))
                 st.stop()
             state["analyses"][analysis_key] = analysis
             st.rerun()

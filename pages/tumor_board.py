@@ -3,15 +3,13 @@ from its full review."""
 
 from __future__ import annotations
 
-from html import escape
-
 import streamlit as st
 
 from mrrp.dashboard.history import CaseHistory, HistoryError, history_path
 from mrrp.dashboard.models import active_model_path, is_bundled
 from mrrp.dashboard.shell import require_shell
 from mrrp.dashboard.tumorboard import case_card, survival_figure
-from mrrp.ui import NOTICE
+from mrrp.ui import NOTICE, html_escape, md_escape
 from mrrp.vocabulary import RISK_GROUP_COLOURS
 
 MAX_CASES = 6
@@ -40,10 +38,13 @@ st.markdown(
 
 st.title("Tumor board")
 try:
-    cases = CaseHistory(history_path()).list_cases(limit=50)
+    listing = CaseHistory(history_path()).listing(limit=50)
 except HistoryError as exc:
-    st.error(str(exc))
+    st.error(md_escape(exc))
     st.stop()
+cases = listing.cases
+if listing.notice:  # rows that cannot be read, a read-only file: said, every other case still shown
+    st.warning(md_escape(listing.notice))
 
 if is_bundled(active_model_path()) or any(case_card(c).from_bundled_model for c in cases):
     st.warning(NOTICE, icon=":material/science:")
@@ -74,7 +75,7 @@ for column, record in zip(st.columns(len(records)), records, strict=True):
     card = case_card(record)
     colour = RISK_GROUP_COLOURS.get(card.risk_group, "#333")
     top = (
-        f'<div class="label">Largest contribution</div><div class="small">{escape(card.top_contribution)}</div>'
+        f'<div class="label">Largest contribution</div><div class="small">{html_escape(card.top_contribution)}</div>'
         if card.top_contribution
         else ""
     )
@@ -82,18 +83,18 @@ for column, record in zip(st.columns(len(records)), records, strict=True):
         st.markdown(
             f"""
 <div class="mrrp-board">
-  <div class="who">{escape(card.title)}</div>
-  <div class="when">{escape(card.created)}</div>
-  <div class="group" style="color:{colour}">{escape(card.risk_group.capitalize())} risk</div>
-  <div class="small">{escape(card.percentile)}</div>
-  <div class="label">{escape(card.recurrence_title)}</div>
-  <div class="big">{escape(card.recurrence)}</div>
-  <div class="small">{escape(card.recurrence_other)}</div>
+  <div class="who">{html_escape(card.title)}</div>
+  <div class="when">{html_escape(card.created)}</div>
+  <div class="group" style="color:{colour}">{html_escape(card.risk_group.capitalize())} risk</div>
+  <div class="small">{html_escape(card.percentile)}</div>
+  <div class="label">{html_escape(card.recurrence_title)}</div>
+  <div class="big">{html_escape(card.recurrence)}</div>
+  <div class="small">{html_escape(card.recurrence_other)}</div>
   <div class="label">Data</div>
-  <div class="small">{escape(card.compensated)}</div>
+  <div class="small">{html_escape(card.compensated)}</div>
   {top}
   <div class="label">Model</div>
-  <div class="small"><code>{escape(card.model_version)}</code></div>
+  <div class="small"><code>{html_escape(card.model_version)}</code></div>
 </div>
 """,
             unsafe_allow_html=True,

@@ -19,6 +19,9 @@ TESTDATA = REPO.parent / "shared" / "testdata" / "openslide"
 
 # Keep tests off the user's real cache and slide folder.
 os.environ.setdefault("MRRP_CACHE_DIR", str(REPO / ".pytest_cache" / "mrrp-cache"))
+# Tests train and load many unsigned site bundles; refusing them (the default) is tested explicitly in
+# tests/bad_inputs/test_bundles.py.
+os.environ.setdefault("MRRP_ALLOW_UNSIGNED", "1")
 # Exact fp32 features in tests, whatever the CPU; "auto" (bf16 where native) is tested explicitly.
 os.environ.setdefault("MRRP_ENCODER_PRECISION", "fp32")
 

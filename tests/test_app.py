@@ -144,7 +144,9 @@ def test_site_model_can_be_chosen_and_a_tampered_one_is_refused(app: AppTest, tm
     site.run()
     assert not site.exception
     assert site.session_state["model_path"] == str(tmp_path / "models" / "site-a")
-    assert not site.sidebar.warning and not site.warning, "the synthetic-data notice is for the bundled model only"
+    warnings = [w.value for w in (*site.sidebar.warning, *site.warning)]
+    assert not any("not for clinical decisions" in w for w in warnings), "the notice is for the bundled model only"
+    assert set(warnings) == {"Not signed: nobody vouches for this model."}, "unsigned, allowed by MRRP_ALLOW_UNSIGNED"
     assert any("Site model" in c.value for c in site.sidebar.caption)
     bundled = load_model(str(BUNDLED_MODEL_DIR)).checksum[:12]
     assert any(c.value.startswith("Version `mrrp-demo@") and bundled not in c.value for c in site.sidebar.caption)

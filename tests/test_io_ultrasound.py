@@ -234,13 +234,13 @@ def test_16bit_dicom_uses_window(tmp_path: Path) -> None:
     assert list(read_ultrasound(path2).image[0]) == [0, 64, 96, 128, 255]
 
 
-def test_rgb_multiframe_burned_in_and_spacing(tmp_path: Path) -> None:
+def test_rgb_multiframe_and_spacing(tmp_path: Path) -> None:
     rgb = np.zeros((16, 24, 3), dtype=np.uint8)
     rgb[..., 0] = 200
     rgb[..., 2] = 50
-    us = read_ultrasound(_write_dicom(tmp_path / "rgb.dcm", rgb, BurnedInAnnotation="YES", PixelSpacing=[0.08, 0.12]))
+    us = read_ultrasound(_write_dicom(tmp_path / "rgb.dcm", rgb, BurnedInAnnotation="NO", PixelSpacing=[0.08, 0.12]))
     assert us.image.shape == (16, 24) and int(us.image[0, 0]) == round(0.299 * 200 + 0.114 * 50)
-    assert us.burned_in_annotation is True
+    assert us.burned_in_annotation is False  # BurnedInAnnotation = YES is refused: tests/bad_inputs/test_privacy.py
     assert us.pixel_mm == pytest.approx(0.10)
     frames = np.stack([_gradient(), 255 - _gradient(), _gradient() // 2])  # (3, H, W) cine loop
     cine = read_ultrasound(_write_dicom(tmp_path / "cine.dcm", frames))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -241,15 +240,13 @@ def test_rejects_bad_inputs() -> None:
         render_ultrasound(OVAL, seed=1, gain=0)
 
 
-def test_render_is_fast() -> None:
+def test_the_hardest_lesion_renders() -> None:
+    # Its speed (a median under 0.5 s) is a benchmark target, not a test: benchmarks/bench_dashboard.py.
     f = dict(OVAL, margin="spiculated", irregularity=0.9, spiculation=0.95, size_mm=30.0)
-    render_ultrasound(f, seed=0)  # warm-up (imports, FFT plans)
-    times = []
     for seed in range(3):
-        t0 = time.perf_counter()
-        render_ultrasound(f, seed=seed)
-        times.append(time.perf_counter() - t0)
-    assert np.median(times) < 0.5  # ~0.1 s on a laptop core; generous for busy CI machines
+        us = render_ultrasound(f, seed=seed)
+        assert us.image.dtype == np.uint8 and us.image.shape == (384, 512)
+        assert 0.02 < us.lesion_mask.mean() < 0.5  # a 30 mm lesion on a 51 x 38 mm frame
 
 
 # --------------------------------------------------------------------------------------------------

@@ -50,6 +50,25 @@ RESULT_COLUMNS = (
     "model_version",
 )
 
+# A text cell a spreadsheet would run as a formula (=HYPERLINK(...), @SUM(...), +cmd, -2+3): OWASP's first
+# characters, tab and carriage return included, and their full-width forms, which some spreadsheets read alike.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def neutralise_cell(value: object) -> object:
+    """A text cell that starts like a formula, prefixed with a single quote (OWASP CSV injection guidance) so
+    a spreadsheet shows it as text; numbers, negative ones included, stay numbers.
+
+    A carriage return inside a cell becomes a line feed: the csv module quotes a cell with a line feed but
+    not one with a bare carriage return, which a spreadsheet reads as a new row, whose first cell would then
+    be an unneutralised formula.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "'" + text if value.startswith(FORMULA_TRIGGERS) else text
+
+
 # progress(done, total, what): ``done`` of ``total`` steps (one per patient, then the prediction) finished;
 # ``what`` names the step now running, in words ("Patient 3 of 40 (INT-0003): reading and encoding the inputs").
 Progress = Callable[[int, int, str], None]
@@ -65,12 +84,13 @@ class BatchResult:
     notice: str | None  # the synthetic-data notice, carried in every row, for the bundled model
 
     def to_csv(self) -> bytes:
-        """UTF-8 CSV of the rows; the notice is a column so it survives any spreadsheet."""
+        """UTF-8 CSV of the rows; the notice is a column so it survives any spreadsheet. Every text cell that a
+        spreadsheet would run as a formula (a patient id or file name from the manifest) is neutralised."""
         buf = io.StringIO()
         columns = [*RESULT_COLUMNS, *(["notice"] if self.notice else [])]
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        writer.writerows({k: neutralise_cell(v) for k, v in row.items()} for row in self.rows)
         return buf.getvalue().encode("utf-8")
 
 

@@ -8,7 +8,6 @@ everywhere in mrrp.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mrrp.dashboard.reference import ReferenceCurves
+from mrrp.ui import html_escape
 from mrrp.vocabulary import (
     HEADLINE_HORIZON_MONTHS,
     LOWERS_RISK_COLOUR,
@@ -425,7 +425,7 @@ def highlighted_sentences_html(sentences: Sequence) -> str:
     scale = max(abs(a) for _, a in items) or 1.0
     spans = [
         f'<span title="{a:+.3f} log-risk" style="background:{sentence_colour(a, scale)};'
-        f'border-radius:3px;padding:1px 2px;line-height:1.8">{html.escape(t)}</span>'
+        f'border-radius:3px;padding:1px 2px;line-height:1.8">{html_escape(t)}</span>'
         for t, a in items
     ]
     return '<div style="font-size:0.95rem">' + " ".join(spans) + "</div>"

@@ -9,7 +9,9 @@ manifest is replaced by the case id (demo patients keep their synthetic DEMO-xx 
 Several dashboard sessions (threads of one server, or several servers on one disk) write at once:
 every operation opens its own connection with a busy timeout, and the database runs in WAL mode so
 readers never block the writer. A damaged file gives one :class:`HistoryError` whose message says
-what to do; it never costs the user the prediction on screen.
+what to do; it never costs the user the prediction on screen. One unreadable row costs only itself: a
+listing (:meth:`CaseHistory.listing`) skips it and names it, and every other case stays visible. A file
+that cannot be written is opened read-only: past cases are listed, and saving says why it cannot.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mrrp._hashing import sha256_text
 from mrrp.errors import InputError
@@ -53,6 +56,10 @@ class HistoryError(InputError):
     """The case history file cannot be used (damaged, not a database, or not writable)."""
 
 
+class HistoryReadOnlyError(HistoryError):
+    """The case history file (or its folder) cannot be written: cases are listed but not saved."""
+
+
 def history_path() -> Path:
     """``$MRRP_HISTORY_DB``, else ``<MRRP_CACHE_DIR>/history.sqlite`` (mrrp.settings)."""
     return load_settings().history_db
@@ -75,6 +82,33 @@ class CaseRecord:
         pid = self.prediction.get("patient_id", "")
         who = f"{pid} ({self.case_id})" if pid and pid != self.case_id else self.case_id
         return f"{who} · {group} risk · {self.created_at[:16].replace('T', ' ')} UTC"
+
+
+@dataclass(frozen=True)
+class HistoryListing:
+    """The most recent cases, and what could not be shown: rows that cannot be read are skipped, not fatal."""
+
+    cases: list[CaseRecord]
+    skipped: list[str]  # case ids (or "row N" where the id itself is unreadable) of rows left out
+    read_only: bool
+    path: Path
+
+    @property
+    def notice(self) -> str | None:
+        """One or two sentences for the screen about skipped rows and a read-only file; None when all is well."""
+        parts = []
+        if self.skipped:
+            n = len(self.skipped)
+            shown = ", ".join(self.skipped[:5]) + (f" and {n - 5} more" if n > 5 else "")
+            parts.append(
+                f"{n} saved case{'s' if n > 1 else ''} could not be read and {'are' if n > 1 else 'is'} not shown "
+                f"({shown}); every other case is listed."
+            )
+        if self.read_only:
+            parts.append(
+                f"The case history file {self.path} is read-only: past cases are listed, but new cases cannot be saved."
+            )
+        return " ".join(parts) or None
 
 
 def content_key(input_hashes: dict[str, str], model_version: str) -> str:
@@ -112,17 +146,55 @@ class CaseHistory:
             "Predictions still work."
         )
 
+    def _read_only_error(self) -> HistoryReadOnlyError:
+        return HistoryReadOnlyError(
+            f"The case history file {self.path} is read-only, so this case cannot be saved; past cases can still be "
+            "listed and opened."
+        )
+
+    def is_read_only(self) -> bool:
+        """True when the file exists but this process cannot write it, or its folder (SQLite keeps its
+        journal files beside the database)."""
+        return self.path.exists() and not (
+            os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK | os.X_OK)
+        )
+
+    def _open(self, write: bool) -> sqlite3.Connection:
+        if not write:
+            # Read-only first (listing works on a file this process cannot write); a WAL database in a
+            # folder it cannot write either has no place for its shared-memory file, so it is then read
+            # as an immutable snapshot.
+            uri = f"file:{quote(str(self.path.absolute()))}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+                if not self.is_read_only():
+                    raise
+            return sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
     @contextmanager
     def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
         if write:
+            if self.is_read_only():
+                raise self._read_only_error()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise HistoryError(f"The case history folder {self.path.parent} cannot be created.") from exc
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as exc:
+            conn = self._open(write)
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc).lower() or "malformed" in str(exc).lower():
+                raise self._damaged(exc) from exc
             raise HistoryError(f"The case history file {self.path} cannot be opened.") from exc
+        if not write:
+            # Text comes back as bytes and is decoded row by row (_parse_row), so one row with broken
+            # text is skipped instead of ending the whole query.
+            conn.text_factory = bytes
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if write:
@@ -138,9 +210,9 @@ class CaseHistory:
                     "The case history is busy (another session is saving); try again in a moment."
                 ) from exc
             if "readonly" in message or "read-only" in message:
-                raise HistoryError(f"The case history file {self.path} is read-only; cases cannot be saved.") from exc
-            if "no such table" in message:
-                raise self._damaged(exc) from exc
+                raise self._read_only_error() from exc
+            if "unable to open" in message:
+                raise HistoryError(f"The case history file {self.path} cannot be opened.") from exc
             raise self._damaged(exc) from exc
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
             raise self._damaged(exc) from exc
@@ -199,19 +271,30 @@ class CaseHistory:
                 raise
         return case_id
 
-    def list_cases(self, limit: int = 50) -> list[CaseRecord]:
-        """The most recent ``limit`` cases, newest first (an empty list when no history exists yet)."""
+    def listing(self, limit: int = 50) -> HistoryListing:
+        """The most recent ``limit`` readable cases, newest first, with the rows that were skipped because
+        they cannot be read (an empty listing when no history exists yet)."""
+        read_only = self.is_read_only()
         if not self.path.exists():
-            return []
+            return HistoryListing([], [], read_only, self.path)
+        cases: list[CaseRecord] = []
+        skipped: list[str] = []
         with self._connect(write=False) as conn:
-            if not self._has_table(conn):
-                return []
-            rows = conn.execute(
-                "SELECT case_id, created_at, model_version, input_hashes, prediction, explanation, inputs "
-                "FROM cases ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                (int(limit),),
-            ).fetchall()
-        return [self._record(r) for r in rows]
+            if self._has_table(conn):
+                rows = conn.execute(f"SELECT rowid, {_COLUMNS} FROM cases ORDER BY created_at DESC, rowid DESC")
+                for row in rows:
+                    record = _parse_row(row[1:])
+                    if record is None:
+                        skipped.append(_row_name(row))
+                    else:
+                        cases.append(record)
+                        if len(cases) >= int(limit):
+                            break
+        return HistoryListing(cases, skipped, read_only, self.path)
+
+    def list_cases(self, limit: int = 50) -> list[CaseRecord]:
+        """The most recent ``limit`` readable cases, newest first (see :meth:`listing` for what was skipped)."""
+        return self.listing(limit).cases
 
     def get(self, case_id: str) -> CaseRecord | None:
         if not self.path.exists():
@@ -219,12 +302,16 @@ class CaseHistory:
         with self._connect(write=False) as conn:
             if not self._has_table(conn):
                 return None
-            r = conn.execute(
-                "SELECT case_id, created_at, model_version, input_hashes, prediction, explanation, inputs "
-                "FROM cases WHERE case_id = ?",
-                (case_id,),
-            ).fetchone()
-        return None if r is None else self._record(r)
+            r = conn.execute(f"SELECT {_COLUMNS} FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+        if r is None:
+            return None
+        record = _parse_row(r)
+        if record is None:
+            raise HistoryError(
+                f"The saved case {case_id} cannot be read (its stored record is damaged); the other cases are not "
+                "affected."
+            )
+        return record
 
     def delete(self, case_id: str) -> bool:
         """Remove one case (e.g. saved by mistake). True if it existed."""
@@ -240,16 +327,56 @@ class CaseHistory:
             conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cases'").fetchone() is not None
         )
 
-    def _record(self, r: tuple) -> CaseRecord:
-        try:
-            return CaseRecord(
-                case_id=r[0],
-                created_at=r[1],
-                model_version=r[2],
-                input_hashes=json.loads(r[3]),
-                prediction=json.loads(r[4]),
-                explanation=None if r[5] is None else json.loads(r[5]),
-                inputs=None if r[6] is None else json.loads(r[6]),
-            )
-        except (TypeError, ValueError) as exc:
-            raise self._damaged(exc) from exc
+
+_COLUMNS = "case_id, created_at, model_version, input_hashes, prediction, explanation, inputs"
+
+
+def _text(value: object) -> str | None:
+    """A TEXT cell (read as bytes) as a string; None for NULL. Raises ValueError on anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, str):
+        return value
+    raise ValueError("not text")
+
+
+def _json_object(value: object, *, optional: bool = False) -> dict | None:
+    text = _text(value)
+    if text is None and optional:
+        return None
+    obj = json.loads(text) if text is not None else None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
+def _parse_row(r: tuple) -> CaseRecord | None:
+    """One stored row as a CaseRecord, or None when any cell is not what the history writes."""
+    try:
+        case_id, created_at, model_version = (_text(v) for v in r[:3])
+        if not case_id or created_at is None or model_version is None:
+            return None
+        return CaseRecord(
+            case_id=case_id,
+            created_at=created_at,
+            model_version=model_version,
+            input_hashes=_json_object(r[3]),
+            prediction=_json_object(r[4]),
+            explanation=_json_object(r[5], optional=True),
+            inputs=_json_object(r[6], optional=True),
+        )
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
+def _row_name(row: tuple) -> str:
+    """How a skipped row is named on screen: its case id when readable, else its row number."""
+    try:
+        case_id = _text(row[1])
+    except ValueError:
+        case_id = None
+    if case_id and len(case_id) <= 40 and case_id.isprintable():
+        return case_id
+    return f"row {row[0]}"

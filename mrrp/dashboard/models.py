@@ -2,7 +2,9 @@
 
 A site drops bundle folders (written by ``mrrp train``) into its models folder (env
 ``MRRP_MODELS_DIR``, default ``./models``); every folder there that looks like a bundle is offered in
-the sidebar. Loading verifies the bundle's checksums and happens once per process
+the sidebar. Loading verifies the bundle (:func:`mrrp.model.bundle.open_bundle`: listed files only, each
+inside the folder and not a link, every checksum, the bundled model against its pinned digest) and happens
+once per process
 (``st.cache_resource``): the fold models are read-only after loading, so every session can share them.
 The *choice* of model is per session (``st.session_state["model_path"]``), never a module global.
 """
@@ -12,8 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mrrp.model.bundle import BUNDLE_FORMAT, LoadedBundle, load_bundle
-from mrrp.resources import bundled_model_dir
+from mrrp.errors import InputError
+from mrrp.model.bundle import BUNDLE_FORMAT, LoadedBundle, load_bundle, recover_bundle
+from mrrp.model.signing import Provenance, require_trusted
+from mrrp.resources import BUNDLED_DIGESTS, bundled_model_dir
 from mrrp.settings import load_settings
 
 BUNDLED_MODEL_DIR = bundled_model_dir("mrrp-demo")  # inside the installed package, or the checkout's assets/
@@ -46,6 +50,8 @@ def available_models(models_dir_: Path | None = None) -> dict[str, Path]:
     out: dict[str, Path] = {BUNDLED_LABEL: BUNDLED_MODEL_DIR}
     root = models_dir_ if models_dir_ is not None else models_dir()
     if root.is_dir():
+        for backup in root.glob("*.previous"):  # a replacement killed mid-swap: list the bundle it kept
+            recover_bundle(backup.with_name(backup.name.removesuffix(".previous")))
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
             if folder.name.endswith((".partial", ".previous")) or folder.name.startswith("."):
                 continue
@@ -56,14 +62,22 @@ def available_models(models_dir_: Path | None = None) -> dict[str, Path]:
 
 
 def is_bundled(path: str | os.PathLike[str]) -> bool:
-    """True for the bundled demo model (or a copy of it), which is trained on synthetic data and carries the notice."""
+    """True for the bundled demo model (or a byte-identical copy of it), which is trained on synthetic data
+    and carries the notice: its checksum is the one pinned in the package (mrrp.resources.BUNDLED_DIGESTS),
+    never merely its location or name."""
     from mrrp.model.bundle import bundle_checksum
 
     try:
-        p = Path(path)
-        return p.resolve() == BUNDLED_MODEL_DIR.resolve() or bundle_checksum(p) == bundle_checksum(BUNDLED_MODEL_DIR)
+        return bundle_checksum(path) == BUNDLED_DIGESTS["mrrp-demo"]
     except OSError:
         return False
+
+
+def model_error_message(error: InputError, chosen: str | os.PathLike[str]) -> str:
+    """The sidebar's sentence for a model that cannot be loaded, saying what is used instead."""
+    if Path(chosen) == BUNDLED_MODEL_DIR:
+        return f"{error} No model can be used until this is fixed."
+    return f"{error} Using the bundled model instead."
 
 
 def model_version(bundle: LoadedBundle) -> str:
@@ -121,6 +135,15 @@ def active_model_path() -> Path:
     return Path(chosen) if chosen else BUNDLED_MODEL_DIR
 
 
+def load_trusted_model(path: str) -> tuple[LoadedBundle, Provenance]:
+    """The bundle at ``path`` (loaded once per process) and who vouches for it, checked on every call so a
+    change to the site's trusted keys or MRRP_ALLOW_UNSIGNED applies at once. Raises BundleError (an
+    InputError) for a bad bundle, UntrustedBundleError for one nobody here vouches for (unless allowed)."""
+    bundle = load_model(path)
+    return bundle, require_trusted(bundle.path, bundle.checksum)
+
+
 def active_model() -> LoadedBundle:
-    """The LoadedBundle of this session's chosen model. Raises BundleError (an InputError) for a bad bundle."""
-    return load_model(str(active_model_path()))
+    """The LoadedBundle of this session's chosen model. Raises BundleError (an InputError) for a bad or
+    untrusted bundle."""
+    return load_trusted_model(str(active_model_path()))[0]

@@ -60,12 +60,12 @@ def require_active_model() -> tuple[LoadedBundle, bool]:
 
     from mrrp.dashboard.models import active_model, is_bundled
     from mrrp.errors import InputError
-    from mrrp.ui import NOTICE
+    from mrrp.ui import NOTICE, md_escape
 
     try:
         bundle = active_model()
     except InputError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         st.stop()
     bundled = is_bundled(bundle.path)
     if bundled:
@@ -77,18 +77,18 @@ def require_active_model() -> tuple[LoadedBundle, bool]:
 def stop_on_error() -> Iterator[None]:
     """Run a step the rest of the page needs: if it fails, show why (never a traceback) and stop the page.
 
-    The clinician's sentence for an input problem, the generic apology for anything else. Streamlit's own
-    stop and rerun are BaseExceptions and pass through.
+    The clinician's sentence for an input problem (shown literally: it embeds file names and values), the
+    generic apology for anything else. Streamlit's own stop and rerun are BaseExceptions and pass through.
     """
     import streamlit as st
 
     from mrrp.errors import InputError
-    from mrrp.ui import UNEXPECTED
+    from mrrp.ui import UNEXPECTED, md_escape
 
     try:
         yield
     except InputError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         st.stop()
     except Exception:
         st.error(UNEXPECTED)

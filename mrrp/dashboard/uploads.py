@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mrrp._uploads import UploadedFileData, save_uploads
+from mrrp._uploads import UploadedFileData, safe_filename, save_uploads
 from mrrp.case import CaseInputs
 from mrrp.errors import InputError
+from mrrp.io.dicom_deid import deidentified_dicom_bytes, is_dicom_file
 
 SLIDE_NOT_SAVED = "The slide could not be saved on this computer (disk full or not writable)."
 
@@ -63,11 +64,28 @@ def save_slide_upload(uploads: Iterable[BrowserFile] | None, upload_dir: str | o
     if not files:
         return SavedSlide()
     try:
-        return SavedSlide(path=save_uploads(files, upload_dir))
+        return SavedSlide(path=save_uploads(kept_slide_files(files), upload_dir))
     except InputError as exc:
         return SavedSlide(error=str(exc))
     except OSError:
         return SavedSlide(error=SLIDE_NOT_SAVED)
+
+
+def kept_slide_files(files: list[UploadedFileData]) -> list[UploadedFileData]:
+    """What of an uploaded slide is stored: DICOM files de-identified (PS3.15 basic profile, pixels byte for
+    byte) under neutral names, a single file under a neutral name; a multi-file set of another format (MIRAX)
+    keeps its names, which its index file refers to."""
+    if all(is_dicom_file(f.data) for f in files):
+        kept = []
+        for k, f in enumerate(files):
+            try:
+                kept.append(UploadedFileData(f"{k:05d}.dcm", deidentified_dicom_bytes(f.data)))
+            except ValueError:
+                raise InputError(f"The DICOM file '{safe_filename(f.name)}' is damaged and cannot be read.") from None
+        return kept
+    if len(files) == 1:
+        return [UploadedFileData("slide" + Path(safe_filename(files[0].name)).suffix.lower(), files[0].data)]
+    return files
 
 
 def review_inputs(

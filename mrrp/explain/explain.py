@@ -33,7 +33,9 @@ log-risk units of the ensemble mean, the scale of ``Prediction.log_risk``):
 - **Report sentences.** Occlusion: the log-risk with the sentence's token masked out, subtracted
   from the full log-risk (> 0: the sentence pushed the risk up). Masking a token is not a value
   perturbation, so captum's ablation classes (which replace values) cannot express it; removing
-  the only token of a modality removes the modality (then it is compensated).
+  the only token of a modality removes the modality (then it is compensated). The first
+  ``MAX_OCCLUDED_SENTENCES`` sentences of each report are explained (``methods['reports_limit']`` names
+  a longer report), evaluated in row chunks of bounded size, so memory is linear in the report length.
 - **Ultrasound images.** Grad-CAM (captum ``LayerGradCam``) at the last block of an eager fp32
   EfficientNet-Lite0 (the bundled encoder is a traced, frozen graph, which has no module hooks),
   through the fusion ensemble, for the whole image and its four quadrants (the five tokens of
@@ -67,6 +69,12 @@ from mrrp.model.fusion import MODALITIES
 # (~160 MB in fp32). The demo cohort's ~20-tile slides fit 16 Shapley rows many times over; a
 # 10^4-tile slide is evaluated a few rows at a time.
 MAX_CHUNK_ELEMENTS = 40_000_000
+# All float inputs of one forward (tiles, report and image tokens, masks): twice the tile budget, so the
+# tile budget alone decides for ordinary patients; a report of thousands of sentences is split further.
+MAX_FORWARD_ELEMENTS = 2 * MAX_CHUNK_ELEMENTS
+# Sentences of one report explained by occlusion (one forward row each): the first ones, in reading
+# order. Reports have tens of sentences; a pasted 100 kB text would otherwise cost thousands of rows.
+MAX_OCCLUDED_SENTENCES = 200
 GRADCAM_ENCODERS = ("efficientnet-lite0-imagenet", "efficientnet-lite0-imagenet-bf16")
 
 TILE_IG_BASELINE = "every tile replaced by the patient's mean tile feature vector"
@@ -97,9 +105,16 @@ def _expand(batch: Mapping[str, Any], rows: int) -> dict[str, Any]:
 
 
 def _rows_per_chunk(batch: Mapping[str, Any]) -> int:
+    """Rows of ``batch`` one forward may take.
+
+    The tile budget decides, as it always has: a float sum depends on how rows are split into batches,
+    so an ordinary patient's numbers stay bit for bit the published ones. Every input of a row counts
+    against :data:`MAX_FORWARD_ELEMENTS` as well, which only a very long report reaches.
+    """
     tiles = batch["tiles"]  # (B, N, D)
-    per_row = max(1, int(tiles.shape[1]) * int(tiles.shape[2]))
-    return max(1, MAX_CHUNK_ELEMENTS // per_row)
+    by_tiles = MAX_CHUNK_ELEMENTS // max(1, int(tiles.shape[1]) * int(tiles.shape[2]))
+    by_everything = MAX_FORWARD_ELEMENTS // max(1, sum(int(v[0].numel()) for v in batch.values()))
+    return max(1, min(by_tiles, by_everything))
 
 
 def ensemble_log_risk(bundle: LoadedBundle, batch: Mapping[str, Any], present: Any) -> np.ndarray:
@@ -321,34 +336,64 @@ def _linear_clinical_attribution(model, batch: Mapping[str, Any], baselines: tup
 # -- report sentences ----------------------------------------------------------------------------
 
 
+def _occlusion_rows(
+    batch: Mapping[str, Any], rows: Sequence[tuple[str, int]], n_us_img: int, n_usr: int, n_pr: int
+) -> tuple[dict[str, Any], Any]:
+    """(occluded batch, present) for ``rows`` of (report key, sentence index): one sentence masked per row."""
+    b = len(rows)
+    occluded = _expand(batch, b)
+    usr_mask = batch["us_report_mask"].expand(b, -1).clone()  # (b, N_r): only this chunk's rows exist
+    pr_mask = batch["path_report_mask"].expand(b, -1).clone()
+    present = batch["present"].expand(b, -1).clone()
+    us, pr = MODALITIES.index("ultrasound"), MODALITIES.index("path_report")
+    for r, (key, j) in enumerate(rows):
+        if key == "us_report":
+            usr_mask[r, j] = False
+            if n_usr == 1 and n_us_img == 0:
+                present[r, us] = False  # the only ultrasound token: the modality is gone
+        else:
+            pr_mask[r, j] = False
+            if n_pr == 1:
+                present[r, pr] = False
+    occluded["us_report_mask"], occluded["path_report_mask"] = usr_mask, pr_mask
+    return occluded, present
+
+
 def sentence_occlusion(
-    bundle: LoadedBundle, batch: Mapping[str, Any], full_log_risk: float
+    bundle: LoadedBundle, batch: Mapping[str, Any], full_log_risk: float, *, max_sentences: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(us_report (N_r,), path_report (N_p,)) signed: full log-risk minus the risk without that sentence."""
+    """(us_report (n_r,), path_report (n_p,)) signed: full log-risk minus the risk without that sentence.
+
+    The first ``max_sentences`` (default :data:`MAX_OCCLUDED_SENTENCES`) sentences of each report are
+    explained, so n_r, n_p <= that cap. Each occlusion row holds the whole patient, so rows are built and
+    evaluated in chunks of at most :func:`_rows_per_chunk` rows: memory stays linear in the report length.
+    """
+    cap = MAX_OCCLUDED_SENTENCES if max_sentences is None else int(max_sentences)
     n_us_img = int(batch["us_images_mask"][0].sum())
     n_usr = int(batch["us_report_mask"][0].sum())
     n_pr = int(batch["path_report_mask"][0].sum())
-    rows = n_usr + n_pr
-    if rows == 0:
+    rows = [("us_report", j) for j in range(min(n_usr, cap))] + [("path_report", j) for j in range(min(n_pr, cap))]
+    if not rows:
         return np.zeros(0), np.zeros(0)
-    occluded = _expand(batch, rows)
-    usr_mask = batch["us_report_mask"].expand(rows, -1).clone()
-    pr_mask = batch["path_report_mask"].expand(rows, -1).clone()
-    present = batch["present"].expand(rows, -1).clone()
-    us, pr = MODALITIES.index("ultrasound"), MODALITIES.index("path_report")
-    for j in range(n_usr):
-        usr_mask[j, j] = False
-        if n_usr == 1 and n_us_img == 0:
-            present[j, us] = False  # the only ultrasound token: the modality is gone
-    for j in range(n_pr):
-        pr_mask[n_usr + j, j] = False
-        if n_pr == 1:
-            present[n_usr + j, pr] = False
-    occluded["us_report_mask"], occluded["path_report_mask"] = usr_mask, pr_mask
+    step = _rows_per_chunk(batch)
+    without = []
     with torch.no_grad():
-        without = ensemble_log_risk(bundle, occluded, present)  # (rows,)
-    effect = full_log_risk - without
-    return effect[:n_usr], effect[n_usr:]
+        for start in range(0, len(rows), step):
+            occluded, present = _occlusion_rows(batch, rows[start : start + step], n_us_img, n_usr, n_pr)
+            without.append(ensemble_log_risk(bundle, occluded, present))  # (b,)
+    effect = full_log_risk - np.concatenate(without)
+    n_first = min(n_usr, cap)
+    return effect[:n_first], effect[n_first:]
+
+
+def occlusion_note(n_us_report: int, n_path_report: int, cap: int = MAX_OCCLUDED_SENTENCES) -> str | None:
+    """The sentence saying which sentences were explained, when a report is longer than the cap
+    (``Explanation.methods["reports_limit"]``, shown beside the highlighted report)."""
+    long = [(name, n) for name, n in (("ultrasound", n_us_report), ("pathology", n_path_report)) if n > cap]
+    if not long:
+        return None
+    parts = ", ".join(f"the {name} report has {n:,}" for name, n in long)
+    return f"only the first {cap:,} sentences of a report are explained ({parts}); the rest are not attributed"
 
 
 # -- ultrasound Grad-CAM -------------------------------------------------------------------------
@@ -515,6 +560,9 @@ def explain_case(
             timings["us_gradcam"] = time.perf_counter() - t0
 
     methods = dict(METHODS)
+    note = occlusion_note(len(case.us_report_sentences), len(case.path_report_sentences))
+    if note is not None:
+        methods["reports_limit"] = note
     if us_images is not None and not do_gradcam and len(us_images):
         methods["us_overlays"] = "not computed: the bundle's ultrasound encoder is not EfficientNet-Lite0"
     timings["total"] = sum(timings.values())
@@ -530,11 +578,12 @@ def explain_case(
         clinical=clinical,
         clinical_baseline=clinical_baseline,
         tiles=tiles,
+        # the effects cover each report's first MAX_OCCLUDED_SENTENCES sentences; methods['reports_limit'] says so
         us_report=[
-            SentenceAttribution(str(s), float(a)) for s, a in zip(case.us_report_sentences, us_effect, strict=True)
+            SentenceAttribution(str(s), float(a)) for s, a in zip(case.us_report_sentences, us_effect, strict=False)
         ],
         path_report=[
-            SentenceAttribution(str(s), float(a)) for s, a in zip(case.path_report_sentences, path_effect, strict=True)
+            SentenceAttribution(str(s), float(a)) for s, a in zip(case.path_report_sentences, path_effect, strict=False)
         ],
         us_overlays=overlays,
         timings_s={k: round(v, 4) for k, v in timings.items()},

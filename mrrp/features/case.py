@@ -12,12 +12,19 @@ Tokens per modality:
 
 The ultrasound and report tokens of one patient are cached together on disk, keyed by the sha256
 of each ultrasound file and report text and by the encoders' versions; slide features use the slide cache.
+The cache holds embeddings only, never report text: the sentences are split again from the Case's text
+(the same :func:`mrrp.io.reports.split_sentences` the encoder uses), and the file name is a keyed hash
+(HMAC with a random key kept in the cache folder), so neither a file nor its name can be matched to a
+guessed report without that key.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
+import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from mrrp._fs import atomic_open
-from mrrp._hashing import sha256_text
 from mrrp.schema import FIELDS_BY_NAME
 
 TEXT_DIM = 384
@@ -52,8 +58,9 @@ CATEGORICAL_FIELDS: tuple[str, ...] = (
 )
 CATEGORICAL_SIZES = tuple(len(FIELDS_BY_NAME[f].categories) for f in CATEGORICAL_FIELDS)
 CLINICAL_TOKEN_FIELDS = tuple(f for f, *_ in NUMERIC_FIELDS) + CATEGORICAL_FIELDS
-# "case-2": keyed by the report texts' sha256 (was the report files' bytes); the tokens are the same.
-CASE_CACHE_VERSION = "case-2"
+# "case-3": embeddings only, under a keyed-hash name (case-2 stored the sentences); the tokens are the same.
+CASE_CACHE_VERSION = "case-3"
+_KEY_FILE = ".key"  # in <cache>/cases/: the HMAC key of the entries' names
 
 
 @dataclass
@@ -151,34 +158,54 @@ def _side_cache_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / "cases" / key[:2] / f"{key}.npz"
 
 
-def _read_side_cache(path: Path) -> SideTokens | None:
+def _cache_name_key(cache_dir: Path) -> bytes:
+    """The random key of this cache's entry names, made on first use (owner-only); a lost key only orphans
+    the entries, which are then recomputed."""
+    path = cache_dir / "cases" / _KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    key = secrets.token_bytes(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return bytes.fromhex(path.read_text().strip())  # another process made it first
+        except (OSError, ValueError):
+            return key  # damaged: this process's own key (its entries are orphaned, never wrong)
+    except OSError:
+        return key  # a read-only cache: this process's own key (its entries are not written anyway)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex())
+    # Entries older than the key were written by an earlier version, which stored the report sentences
+    # themselves: remove them (they would never be read again anyway, their names need this key).
+    for old in path.parent.glob("*/*.npz"):
+        old.unlink(missing_ok=True)
+    return key
+
+
+def _read_side_cache(path: Path, n_us_report: int, n_path_report: int) -> dict[str, np.ndarray] | None:
+    """The cached embeddings, or None when absent, damaged or not matching the sentence counts."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return SideTokens(
-                us_images=z["us_images"],
-                us_report=z["us_report"],
-                us_report_sentences=[str(s) for s in z["us_report_sentences"]],
-                path_report=z["path_report"],
-                path_report_sentences=[str(s) for s in z["path_report_sentences"]],
-            )
+            arrays = {name: z[name] for name in ("us_images", "us_report", "path_report")}
     except (OSError, KeyError, ValueError):
+        arrays = None
+    if arrays is None or len(arrays["us_report"]) != n_us_report or len(arrays["path_report"]) != n_path_report:
         path.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
         return None
+    return arrays
 
 
 def _write_side_cache(path: Path, tokens: SideTokens) -> None:
     try:
         with atomic_open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
-            np.savez(
-                fh,
-                us_images=tokens.us_images,
-                us_report=tokens.us_report,
-                us_report_sentences=np.array(tokens.us_report_sentences, dtype=str),
-                path_report=tokens.path_report,
-                path_report_sentences=np.array(tokens.path_report_sentences, dtype=str),
-            )
+            # Embeddings only: the sentences are the Case's report text, which the cache never holds.
+            np.savez(fh, us_images=tokens.us_images, us_report=tokens.us_report, path_report=tokens.path_report)
     except OSError:
         pass  # a read-only or full cache disk must not cost the user the tokens
 
@@ -201,6 +228,7 @@ def side_tokens(
     """
     from mrrp.features.encoders import get_encoder
     from mrrp.features.text import get_sentence_encoder
+    from mrrp.io.reports import split_sentences
 
     if len(us_images) != len(us_image_sha256):
         raise ValueError(f"{len(us_images)} ultrasound images but {len(us_image_sha256)} digests")
@@ -214,16 +242,27 @@ def side_tokens(
         "img_enc": [image_encoder.name, image_encoder.version],
         "txt_enc": [text_encoder.name, text_encoder.version],
     }
-    key = sha256_text(json.dumps(key_src, sort_keys=True))
-    target = _side_cache_path(cache_dir, key) if cache_dir is not None else None
-    if target is not None and (cached := _read_side_cache(target)) is not None:
-        return cached
+    # The same sentences encode_report() embeds, split here so that a cache hit needs no stored text.
+    us_sentences = split_sentences(us_report) if us_report else []
+    path_sentences = split_sentences(path_report) if path_report else []
+    target = None
+    if cache_dir is not None:
+        message = json.dumps(key_src, sort_keys=True).encode()
+        key = hmac.new(_cache_name_key(cache_dir), message, "sha256").hexdigest()
+        target = _side_cache_path(cache_dir, key)
+        if (cached := _read_side_cache(target, len(us_sentences), len(path_sentences))) is not None:
+            return SideTokens(
+                us_images=cached["us_images"],
+                us_report=cached["us_report"],
+                us_report_sentences=us_sentences,
+                path_report=cached["path_report"],
+                path_report_sentences=path_sentences,
+            )
     us = [ultrasound_tokens(image, image_encoder) for image in us_images]
     reports = []
-    for text in (us_report, path_report):
+    for text, sentences in ((us_report, us_sentences), (path_report, path_sentences)):
         if text:
-            encoded = text_encoder.encode_report(text)
-            reports.append((encoded.embeddings.astype(np.float32), list(encoded.sentences)))
+            reports.append((text_encoder.encode(sentences).astype(np.float32), sentences))
         else:
             reports.append((np.zeros((0, TEXT_DIM), np.float32), []))
     tokens = SideTokens(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mrrp._fs import atomic_open
 from mrrp.errors import InputError, InvalidValueError
-from mrrp.schema import CLINICAL_FIELD_NAMES, FIELDS_BY_NAME
+from mrrp.schema import CLINICAL_FIELD_NAMES, FIELDS_BY_NAME, MAX_SHOWN_PATH_CHARS, shown
 
 ID_COLUMNS = ("patient_id", "site", "split")
 FILE_COLUMNS = ("slide_path", "us_image_paths", "us_report_path", "path_report_path")
@@ -66,19 +66,51 @@ def _resolve(base: Path, cell: str) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
-def open_manifest_csv(p: Path, required: list[str]) -> csv.DictReader:
-    """A UTF-8 CSV manifest's reader, after checking the file exists, decodes and has ``required`` columns."""
+def open_manifest_csv(p: Path, required: list[str]) -> list[dict[str, str]]:
+    """A UTF-8 CSV manifest's rows as dicts keyed by column, after checking the file exists, decodes, has
+    ``required`` columns once each, and every row as many values as the header has columns.
+
+    The whole table is read here, so a malformed file (a cell past the CSV field limit, a stray quote)
+    is one ManifestError naming the line, never an exception half-way through the rows.
+    """
     if not p.is_file():
         raise ManifestError(f"The manifest '{p.name}' was not found.")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ManifestError(f"The manifest '{p.name}' is not a UTF-8 text CSV file.") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if "\x00" in text:
+        raise ManifestError(f"The manifest '{p.name}' holds binary data; it must be a UTF-8 text CSV file.")
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        table = list(reader)
+    except csv.Error as exc:
+        if "field limit" in str(exc):
+            reason = f"a cell is longer than {csv.field_size_limit() // 1024} kB"
+        else:
+            reason = "it is not well-formed CSV (check the quotes)"
+        raise ManifestError(f"The manifest '{p.name}' cannot be read at line {reader.line_num}: {reason}.") from None
+    while table and not table[0]:  # as csv.DictReader: the header is the first non-empty line
+        table.pop(0)
+    header = table[0] if table else []
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise ManifestError(f"The manifest '{p.name}' has column(s) more than once: {', '.join(duplicated)}.")
+    missing = [c for c in required if c not in header]
     if missing:
         raise ManifestError(f"The manifest '{p.name}' lacks column(s): {', '.join(missing)}.")
-    return reader
+    rows = [r for r in table[1:] if r]  # empty lines are not patients
+    ragged = [
+        f"line {line}: {len(r)} values for {len(header)} columns"
+        for line, r in enumerate(table[1:], start=2)
+        if len(r) > len(header)
+    ]
+    if ragged:
+        raise ManifestError(
+            f"The manifest '{p.name}' has row(s) with more values than columns; nothing was done: "
+            + "; ".join(ragged[:MAX_ERRORS_LISTED])
+        )
+    return [dict(zip(header, [*r, *[""] * (len(header) - len(r))], strict=True)) for r in rows]
 
 
 def _row_identity(raw: dict[str, str], line_no: int, seen: dict[str, int], problems: list[str]) -> tuple[str, str]:
@@ -87,12 +119,12 @@ def _row_identity(raw: dict[str, str], line_no: int, seen: dict[str, int], probl
     if not pid:
         problems.append("empty patient_id")
     elif pid in seen:
-        problems.append(f"patient_id {pid} duplicates line {seen[pid]}")
+        problems.append(f"patient_id {shown(pid)} duplicates line {seen[pid]}")
     else:
         seen[pid] = line_no
     split = (raw.get("split") or "").strip().lower()
     if split not in SPLITS:
-        problems.append(f"split '{split}' is not one of {', '.join(SPLITS)}")
+        problems.append(f"split '{shown(split)}' is not one of {', '.join(SPLITS)}")
     return pid, split
 
 
@@ -104,10 +136,12 @@ def _row_files(
     for col in ("slide_path", "us_report_path", "path_report_path"):
         files[col] = _resolve(base, raw.get(col) or "")
         if check_files and files[col] is not None and not files[col].is_file():
-            problems.append(f"{col} '{raw[col]}' not found")
+            problems.append(f"{col} '{shown(raw[col], MAX_SHOWN_PATH_CHARS)}' not found")
     us_paths = [q for q in (_resolve(base, c) for c in (raw.get("us_image_paths") or "").split(PATH_SEPARATOR)) if q]
     if check_files:
-        problems += [f"us_image_paths '{q.name}' not found" for q in us_paths if not q.is_file()]
+        problems += [
+            f"us_image_paths '{shown(q.name, MAX_SHOWN_PATH_CHARS)}' not found" for q in us_paths if not q.is_file()
+        ]
     return files, us_paths
 
 
@@ -131,11 +165,11 @@ def _row_outcome(raw: dict[str, str], require_outcomes: bool, problems: list[str
         try:
             time_months = float(t_cell)
             if not math.isfinite(time_months) or time_months <= 0:
-                problems.append(f"time_months {t_cell} must be a positive number of months")
+                problems.append(f"time_months {shown(t_cell)} must be a positive number of months")
         except ValueError:
-            problems.append(f"time_months '{t_cell}' is not a number")
+            problems.append(f"time_months '{shown(t_cell)}' is not a number")
         if e_cell not in ("0", "1"):
-            problems.append(f"event '{e_cell}' must be 0 (censored) or 1 (recurrence)")
+            problems.append(f"event '{shown(e_cell)}' must be 0 (censored) or 1 (recurrence)")
         else:
             event = int(e_cell)
     return time_months, event
@@ -149,7 +183,7 @@ def _row_slide_mpp(raw: dict[str, str], problems: list[str]) -> float | None:
             if not (0.05 <= slide_mpp <= 20):
                 problems.append(f"slide_mpp {slide_mpp:g} is outside 0.05–20 µm/pixel")
         except ValueError:
-            problems.append(f"slide_mpp '{raw['slide_mpp']}' is not a number")
+            problems.append(f"slide_mpp '{shown(raw['slide_mpp'])}' is not a number")
     return slide_mpp
 
 
@@ -170,7 +204,7 @@ def _parse_row(
     time_months, event = _row_outcome(raw, require_outcomes, problems)
     slide_mpp = _row_slide_mpp(raw, problems)
     if problems:
-        return f"line {line_no} ({pid or 'no id'}): " + "; ".join(problems)
+        return f"line {line_no} ({shown(pid) if pid else 'no id'}): " + "; ".join(problems)
     known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
     return ManifestRow(
         patient_id=pid,

@@ -8,7 +8,8 @@ logs. Every failure a user can cause is an :class:`UltrasoundError` with a one-s
 meant for a clinician.
 
 De-identification itself lives in :mod:`mrrp.io.dicom_deid` (shared with the MRI reader);
-:func:`deidentify` is re-exported here.
+:func:`deidentify` is re-exported here. A DICOM frame marked ``BurnedInAnnotation = YES`` (text, perhaps
+the patient's name, in the pixels) is refused with :class:`BurnedInUltrasoundError` before it is decoded.
 
 Units are in the names: ``*_mm`` millimetres, ``*_px`` pixels.
 """
@@ -23,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from mrrp.errors import InputError
-from mrrp.io.dicom_deid import deidentify
+from mrrp.io.dicom_deid import BurnedInAnnotationError, burned_in_annotation, deidentify, refuse_burned_in_annotation
 from mrrp.io.dicom_modalities import IMAGE_MODALITY_NAMES, NO_IMAGE_MODALITY_NAMES
 
 # A US frame is at most a few megapixels; 40 Mpx (40 MB as 8-bit) leaves room for screenshots of
 # high-resolution monitors while refusing decompression bombs before they are decoded.
 DEFAULT_MAX_PIXELS = 40_000_000
+# A frame is encoded whole and as four quadrants; below this it has no quadrants and shows nothing.
+MIN_SIDE_PX = 4
 
 # Plausible physical pixel sizes for a B-mode image; outside this the calibration is not trusted.
 MIN_PLAUSIBLE_PIXEL_MM = 0.001
@@ -61,8 +64,16 @@ class NotUltrasoundError(UltrasoundError):
     """A DICOM image of another modality (CT, MR, mammography, whole-slide, ...)."""
 
 
+class BurnedInUltrasoundError(UltrasoundError, BurnedInAnnotationError):
+    """A DICOM frame marked BurnedInAnnotation = YES: text (possibly the patient's name) is in its pixels."""
+
+
 class UltrasoundTooLargeError(UltrasoundError):
     """The image has more pixels than the safe decoding limit (e.g. a decompression bomb)."""
+
+
+class UltrasoundTooSmallError(UltrasoundError):
+    """The image is too small to show anything (e.g. 1 x 1 pixel)."""
 
 
 class CorruptUltrasoundError(UltrasoundError):
@@ -78,7 +89,7 @@ class UltrasoundInput:
     format: str  # "png", "jpeg" or "dicom"
     pixel_mm: float | None  # physical size of one (square) pixel; None when the file does not calibrate it
     removed_identifiers: list[str] = field(default_factory=list)  # DICOM attribute names stripped, never values
-    burned_in_annotation: bool | None = None  # DICOM BurnedInAnnotation: True = text may be burned into pixels
+    burned_in_annotation: bool | None = None  # DICOM BurnedInAnnotation: False = stated clean, None = not stated
     frame_count: int = 1  # frames in the file; only the first is read
 
     @property
@@ -132,7 +143,8 @@ def read_ultrasound(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
 
     Raises an :class:`UltrasoundError` subclass for anything a user can get wrong: a missing or empty
     file, a non-image, a DICOM file without pixels or of another modality, an image larger than
-    ``max_pixels`` (checked from the header, before decoding) and a truncated or damaged file.
+    ``max_pixels`` (checked from the header, before decoding), a DICOM marked as having burned-in text
+    and a truncated or damaged file.
     """
     p = Path(path)
     if not p.exists():
@@ -172,6 +184,14 @@ def _too_large(p: Path, width_px: int, height_px: int, max_pixels: int) -> Ultra
     )
 
 
+def _refuse_too_small(p: Path, width_px: int, height_px: int) -> None:
+    if min(width_px, height_px) < MIN_SIDE_PX:
+        raise UltrasoundTooSmallError(
+            f"The image {_describe(p)} is only {width_px} x {height_px} pixels; an ultrasound frame is at least "
+            f"{MIN_SIDE_PX} pixels on each side."
+        )
+
+
 def _rescale_minmax(a: np.ndarray) -> np.ndarray:
     """Any numeric (H, W) array → uint8 spanning 0–255 (a flat image maps to 0)."""
     a = a.astype(np.float64, copy=False)
@@ -190,6 +210,7 @@ def _read_plain(p: Path, max_pixels: int) -> UltrasoundInput:
             width_px, height_px = im.size
             if width_px * height_px > max_pixels:
                 raise _too_large(p, width_px, height_px, max_pixels)
+            _refuse_too_small(p, width_px, height_px)
             im.load()  # decodes; a truncated file fails here
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 # 16-bit/float grayscale: PIL's convert("L") would clip, so stretch the actual range.
@@ -382,6 +403,8 @@ def _decode_first_frame(p: Path, ds: Any, frame_count: int) -> np.ndarray:
 def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
     ds, removed = _parse_dicom(p, force=force)
     _check_is_ultrasound_image(p, ds)
+    # Identifiers burned into the pixels survive header de-identification: such a frame is never decoded.
+    refuse_burned_in_annotation(ds, _describe(p), BurnedInUltrasoundError)
     # The size is checked from the header, before decoding, so a decompression bomb is never expanded.
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows <= 0 or cols <= 0:
@@ -390,16 +413,15 @@ def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
         )
     if rows * cols > max_pixels:
         raise _too_large(p, cols, rows, max_pixels)
+    _refuse_too_small(p, cols, rows)
     frame_count = max(1, int(_as_float(ds.get("NumberOfFrames", 1)) or 1))
     gray = _dicom_to_gray(_decode_first_frame(p, ds, frame_count), ds)
-
-    burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     return UltrasoundInput(
         image=np.ascontiguousarray(gray),
         source_name=p.name,
         format="dicom",
         pixel_mm=dicom_pixel_mm(ds),
         removed_identifiers=removed,
-        burned_in_annotation={"YES": True, "NO": False}.get(burned),
+        burned_in_annotation=burned_in_annotation(ds),  # never True here: refused above
         frame_count=frame_count,
     )

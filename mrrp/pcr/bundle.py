@@ -9,7 +9,8 @@
     checksums.json         sha256 of every other file
 
 The bundle is built in ``<out>.partial`` and swapped in only when complete, so a failed run never replaces
-a good bundle; loading verifies every checksum and refuses a tampered or incomplete bundle.
+a good bundle; loading reads only listed files inside the folder, verifies every checksum, refuses a tampered,
+incomplete or malformed bundle, and holds the bundled ``pcr-demo`` to its pinned digest.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrrp.model.bundle import BundleError, bundle_checksum, verify_bundle, write_atomic_bundle
+from mrrp.model.bundle import (
+    BundleError,
+    load_state_into,
+    load_torch_state,
+    open_bundle,
+    recover_bundle,
+    write_atomic_bundle,
+)
 
 PCR_BUNDLE_FORMAT = "mrrp-pcr-bundle-1"
 
@@ -68,41 +76,46 @@ class LoadedPCRBundle:
     checksum: str
 
 
-def load_pcr_bundle(path: str | os.PathLike[str]) -> LoadedPCRBundle:
+def load_pcr_bundle(path: str | os.PathLike[str], *, verify_pin: bool = True) -> LoadedPCRBundle:
+    """The pCR model at ``path``, every file checked as :func:`mrrp.model.bundle.open_bundle` does (listed,
+    inside the folder, not a link, unchanged; the bundled ``pcr-demo`` also against its pinned digest).
+    A malformed part is one BundleError naming the file."""
     import copy
-
-    import torch
 
     from mrrp.pcr.clinical import ClinicalEncoder
     from mrrp.pcr.model import NetConfig, StepwisePCRNet
 
     p = Path(path)
+    recover_bundle(p)  # a replacement killed mid-swap: its previous bundle is put back first
     if not p.is_dir():
         raise BundleError(f"The pCR model '{p.name}' was not found (expected a bundle folder).")
-    verify_bundle(p)
-    config = json.loads((p / "config.json").read_text())
+    b = open_bundle(p, verify_pin=verify_pin)
+    config = b.read_json("config.json", finite=True)
     if config.get("format") != PCR_BUNDLE_FORMAT:
         raise BundleError(
-            f"'{p.name}' is not a pCR model bundle (format {config.get('format')}, expected {PCR_BUNDLE_FORMAT})."
+            f"'{b.label}' is not a pCR model bundle (format {str(config.get('format'))[:40]}, expected "
+            f"{PCR_BUNDLE_FORMAT})."
         )
-    net = StepwisePCRNet(NetConfig.from_dict(config["net"]))
-    state = torch.load(p / "model.pt", map_location="cpu", weights_only=True)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    net.eval()
+    with b.parsing("config.json", "describes a network that cannot be built"):
+        net = StepwisePCRNet(NetConfig.from_dict(config["net"]))
+        encoder = ClinicalEncoder.from_dict(config["clinical_encoder"])
+    load_state_into(b, "model.pt", net, load_torch_state(b, "model.pt"))
+    head_states = load_torch_state(b, "fusion_heads.pt")
+    if not isinstance(head_states, list) or not head_states:
+        raise b.malformed("fusion_heads.pt", "does not hold the fusion heads")
     heads = []
-    for sd in torch.load(p / "fusion_heads.pt", map_location="cpu", weights_only=True):
+    for sd in head_states:
         head = copy.deepcopy(net.fusion)
-        head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-        head.eval()
+        load_state_into(b, "fusion_heads.pt", head, sd)
         heads.append(head)
     return LoadedPCRBundle(
         path=p,
         config=config,
         net=net,
         fusion_heads=heads,
-        encoder=ClinicalEncoder.from_dict(config["clinical_encoder"]),
-        evaluation=json.loads((p / "evaluation.json").read_text()),
-        training_summary=json.loads((p / "training_summary.json").read_text()),
-        model_card=json.loads((p / "model_card.json").read_text()),
-        checksum=bundle_checksum(p),
+        encoder=encoder,
+        evaluation=b.read_json("evaluation.json"),
+        training_summary=b.read_json("training_summary.json"),
+        model_card=b.read_json("model_card.json"),
+        checksum=b.checksum,
     )

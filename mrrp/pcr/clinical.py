@@ -60,7 +60,7 @@ def parse_pcr_clinical(raw: dict[str, object]) -> ClinicalRecord:
         except InvalidValueError as exc:
             problems.append(str(exc))
     if problems:
-        raise InvalidValueError("; ".join(problems) + ".")
+        raise InvalidValueError("; ".join(p.rstrip(".") for p in problems) + ".")
     return out
 
 
@@ -75,8 +75,9 @@ def read_clinical_json(path: str | os.PathLike[str]) -> ClinicalRecord:
         )
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidValueError(f"The clinical record '{p.name}' is not a JSON file.") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError: also a number past Python's int-to-str limit; RecursionError: nesting thousands deep.
+        raise InvalidValueError(f"The clinical record '{p.name}' is not a usable JSON file.") from None
     if not isinstance(raw, dict):
         raise InvalidValueError(f"The clinical record '{p.name}' must be one JSON object of variable: value pairs.")
     return parse_pcr_clinical(raw)

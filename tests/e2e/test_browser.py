@@ -40,6 +40,10 @@ CHROMIUM_ARGS = [
 
 
 ARTEFACTS = Path(os.environ.get("MRRP_TEST_ARTEFACTS", str(REPO / "test-artefacts")))
+# Waits sized for a CI machine whose cores are busy with other work: the server's start, and any
+# expectation without its own timeout (Playwright's default is 5 s). Tests wait on what the page shows.
+SERVER_START_S = 180
+EXPECT_TIMEOUT_MS = 60_000
 
 
 def _free_port() -> int:
@@ -74,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + SERVER_START_S
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
@@ -134,12 +138,14 @@ def test_slide_to_heatmap_in_browser(server) -> None:
 @contextmanager
 def _browser_page(height: int, watch: bool = True) -> Iterator:
     """A 1400-px-wide chromium page; with ``watch``, fails if the page made any request off the machine."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     off_machine: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.set_default_timeout(EXPECT_TIMEOUT_MS)  # clicks and downloads without their own timeout
         if watch:
             _watch_requests(page, off_machine)
         yield page

@@ -268,7 +268,7 @@ def run(
     say = log or (lambda _m: None)
     t_start = time.perf_counter()
     cohort_dir = check_cohort(cohort)
-    bundle = load_bundle(model)
+    bundle = load_bundle(model, verify_pin=False)  # may be the bundled model being rebuilt (make model)
     split = explain_test_split(
         bundle, cohort_dir, ig_steps=ig_steps, max_patients=max_patients, cache_dir=cache_dir, say=say
     )

@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from mrrp.io.dicom_deid import BurnedInAnnotationError, deidentify, refuse_burned_in_annotation
 from mrrp.io.dicom_modalities import IMAGE_MODALITY_NAMES
 from mrrp.pcr.io.errors import (
     CorruptMRIError,
+    MRIError,
     NotMRIError,
     PhaseGeometryError,
     UnsupportedMRIFormatError,
@@ -20,6 +22,10 @@ from mrrp.pcr.io.files import describe
 from mrrp.pcr.io.geometry import canonical, geometry_difference, voxel_count_check
 from mrrp.pcr.io.limits import GEOMETRY_ATOL_MM, MIN_PHASES, ORIENTATION_ATOL
 from mrrp.pcr.io.records import MRIStudy
+
+
+class BurnedInMRIError(MRIError, BurnedInAnnotationError):
+    """An MRI slice marked BurnedInAnnotation = YES: text (possibly the patient's name) is in its pixels."""
 
 
 def _float_list(value: Any, n: int) -> list[float] | None:
@@ -47,8 +53,6 @@ def _read_dicom_slice(f: Path) -> _Slice | None:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from mrrp.io.ultrasound import deidentify
-
     try:
         ds = pydicom.dcmread(f)
         removed = deidentify(ds)  # before anything else reads the dataset
@@ -66,6 +70,8 @@ def _read_dicom_slice(f: Path) -> _Slice | None:
             f"The DICOM file {describe(f)} is {what} (modality {modality or 'not stated'}), not an MRI; "
             "please provide the breast DCE-MRI series."
         )
+    # Identifiers burned into the pixels survive header de-identification: the series is refused.
+    refuse_burned_in_annotation(ds, describe(f), BurnedInMRIError)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise UnsupportedMRIFormatError(
             f"The DICOM file {describe(f)} is an enhanced multi-frame MR object, which mrrp does not read yet; "

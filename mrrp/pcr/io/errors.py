@@ -38,6 +38,10 @@ class PhaseGeometryError(MRIError):
     """The phases do not share one grid, or a series' slices are missing, duplicated or unevenly spaced."""
 
 
+class NoSignalMRIError(MRIError):
+    """A phase has no signal: every voxel blank, NaN or the same value."""
+
+
 class MRITooLargeError(MRIError):
     """A file, a zip (e.g. a zip bomb) or a volume is beyond the safe limits."""
 

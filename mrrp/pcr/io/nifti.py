@@ -6,7 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mrrp.pcr.io.errors import CorruptMRIError, PhaseGeometryError, UnsupportedMRIFormatError, too_few_phases
+from mrrp.pcr.io.errors import (
+    CorruptMRIError,
+    NoSignalMRIError,
+    PhaseGeometryError,
+    UnsupportedMRIFormatError,
+    too_few_phases,
+)
 from mrrp.pcr.io.files import describe
 from mrrp.pcr.io.geometry import canonical, geometry_difference, spacing_check, voxel_count_check
 from mrrp.pcr.io.limits import MIN_PHASES
@@ -30,6 +36,12 @@ def read_nifti_file(f: Path) -> tuple[np.ndarray, np.ndarray]:
             f"The NIfTI file {describe(f)} has {len(shape)} dimensions; an MRI phase is 3D and a dynamic series 4D."
         )
     voxel_count_check(shape, shape[3] if len(shape) == 4 else 1, f"The NIfTI file {describe(f)}")
+    pixdim = _stored_pixdim_mm(f, img)
+    if pixdim is not None and not np.all(np.isfinite(pixdim) & (pixdim > 0)):
+        raise PhaseGeometryError(
+            f"The NIfTI file {describe(f)} records a voxel size of {', '.join(f'{v:g}' for v in pixdim)} mm "
+            "(pixdim); a voxel size must be positive, so the image cannot be placed in space."
+        )
     affine = np.asarray(img.affine, dtype=np.float64)
     spacing_check(affine, f"The NIfTI file {describe(f)}")
     try:
@@ -38,7 +50,25 @@ def read_nifti_file(f: Path) -> tuple[np.ndarray, np.ndarray]:
         raise CorruptMRIError(
             f"The NIfTI file {describe(f)} is truncated or damaged (its image data cannot be decoded); please export it again."
         ) from exc
+    if not np.isfinite(data).any():
+        raise NoSignalMRIError(f"The NIfTI file {describe(f)} holds no numbers (every voxel is NaN or infinite).")
     return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0), affine
+
+
+def _stored_pixdim_mm(f: Path, img) -> np.ndarray | None:
+    """pixdim[1:4] as written in the file. nibabel replaces a 0 by 1 while loading, which would silently
+    make a voxel of unknown size 1 mm; this reads the header again without that fix (None if not NIfTI)."""
+    from nibabel.openers import ImageOpener
+
+    header_class = type(img.header)
+    if not hasattr(header_class, "from_fileobj") or "pixdim" not in img.header:
+        return None
+    try:
+        with ImageOpener(str(f)) as fh:
+            raw = header_class.from_fileobj(fh, check=False)
+    except Exception:  # the header already loaded once; a second read that fails changes nothing
+        return None
+    return np.asarray(raw["pixdim"][1:4], dtype=np.float64)
 
 
 def read_nifti_phases(files: list[Path], name: str) -> MRIStudy:

@@ -15,11 +15,13 @@ from mrrp.pcr.io.errors import (
     MaskError,
     MaskMismatchError,
     MRINotFoundError,
+    NoSignalMRIError,
+    PhaseGeometryError,
     UnsupportedMRIFormatError,
 )
 from mrrp.pcr.io.files import check_file, describe, sniff, unsupported
 from mrrp.pcr.io.geometry import canonical, geometry_difference
-from mrrp.pcr.io.limits import ACCEPTED
+from mrrp.pcr.io.limits import ACCEPTED, MIN_FIELD_OF_VIEW_MM, MIN_VOXELS_PER_AXIS
 from mrrp.pcr.io.nifti import read_nifti_file, read_nifti_phases
 from mrrp.pcr.io.records import MRIStudy
 from mrrp.pcr.io.sources import expanded
@@ -63,7 +65,33 @@ def read_mri(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]])
             raise UnsupportedMRIFormatError(
                 f"No DICOM or NIfTI image was found in {describe(paths[0])}; please provide {ACCEPTED}."
             )
+    check_usable(study)
     return study
+
+
+def check_usable(study: MRIStudy) -> None:
+    """Refuse a study the model would score without seeing a breast: too few voxels, too small a field of
+    view, or a phase without signal (blank, all NaN, one value everywhere). Both readers end here."""
+    where = f"The MRI '{study.source_name}'"
+    dims = " x ".join(str(s) for s in study.shape)
+    if min(study.shape) < MIN_VOXELS_PER_AXIS:
+        raise PhaseGeometryError(
+            f"{where} is only {dims} voxels; a breast MRI has at least {MIN_VOXELS_PER_AXIS} voxels along each axis."
+        )
+    fov_mm = [n * d for n, d in zip(study.shape, study.spacing_mm, strict=True)]
+    if min(fov_mm) < MIN_FIELD_OF_VIEW_MM:
+        raise PhaseGeometryError(
+            f"{where} covers only {' x '.join(f'{v:.0f}' for v in fov_mm)} mm; a breast MRI covers at least "
+            f"{MIN_FIELD_OF_VIEW_MM:.0f} mm along each axis (check the voxel size in the file)."
+        )
+    for k, phase in enumerate(study.phases):
+        finite = phase[np.isfinite(phase)]
+        if finite.size == 0 or float(finite.max()) == float(finite.min()):
+            value = "not a number" if finite.size == 0 else f"{float(finite.min()):g}"
+            raise NoSignalMRIError(
+                f"{where} has no signal in phase {k + 1} (every voxel is {value}); the image is blank or was "
+                "exported without its pixel data."
+            )
 
 
 def read_mask(path: str | os.PathLike[str], study: MRIStudy) -> np.ndarray:

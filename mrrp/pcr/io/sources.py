@@ -1,13 +1,13 @@
-"""Every file behind an MRI input (files, folders, zips), in phase order; zips unpacked to a temporary folder."""
+"""Every file behind an MRI input (files, folders, zips), in phase order; zips unpacked once per content
+(:func:`mrrp.pcr.io.archive.unpacked_zip`)."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from mrrp.pcr.io.archive import safe_extract
+from mrrp.pcr.io.archive import unpacked_zip
 from mrrp.pcr.io.errors import MRINotFoundError, MRITooLargeError, UnsupportedMRIFormatError
 from mrrp.pcr.io.files import check_file, describe, natural_key, sniff
 from mrrp.pcr.io.limits import ACCEPTED, MAX_ZIP_MEMBERS
@@ -27,10 +27,10 @@ def walk(folder: Path) -> list[Path]:
 
 @contextmanager
 def expanded(sources: Sequence[Path]) -> Iterator[list[Path]]:
-    """Every file behind ``sources`` (files, folders, zips), in order; zips unpacked to a temporary folder."""
-    with tempfile.TemporaryDirectory(prefix="mrrp-mri-") as tmp:
+    """Every file behind ``sources`` (files, folders, zips), in order; a zip's files stay until the block ends."""
+    with ExitStack() as stack:  # unpacked zips stay in use (not evicted) until the caller is done
         files: list[Path] = []
-        for k, src in enumerate(sources):
+        for src in sources:
             if not src.exists():
                 raise MRINotFoundError(f"The MRI {describe(src)} was not found.")
             if src.is_dir():
@@ -41,9 +41,7 @@ def expanded(sources: Sequence[Path]) -> Iterator[list[Path]]:
                 continue
             check_file(src)
             if sniff(src) == "zip":
-                dest = Path(tmp) / f"zip{k}"
-                dest.mkdir()
-                found = safe_extract(src, dest)
+                found = stack.enter_context(unpacked_zip(src))
                 if not found:
                     raise UnsupportedMRIFormatError(f"The zip file {describe(src)} holds no files.")
                 files.extend(found)

@@ -6,8 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mrrp.pcr.io.errors import NoSignalMRIError
 from mrrp.pcr.io.limits import WORKING_SHAPE, WORKING_SPACING_MM
 from mrrp.pcr.io.records import MRIStudy, WorkingVolume
+
+_BOX_MM = " x ".join(f"{n * d:g}" for n, d in zip(WORKING_SHAPE, WORKING_SPACING_MM, strict=True))
 
 
 def _to_working_matrix(affine: np.ndarray, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +55,12 @@ def to_working(study: MRIStudy, mask: np.ndarray | None = None, *, fast_path: bo
         )
     work = np.stack(phases).astype(np.float32)  # (P, X, Y, Z)
     pre = work[0]
+    if not float(pre.max()) > float(pre.min()):
+        # Signal only far from the centre of a very large volume: the working box would be blank.
+        raise NoSignalMRIError(
+            f"The MRI '{study.source_name}' has no signal in the {_BOX_MM} mm box at its centre, where the model "
+            "looks for the breast; please crop the series to the breast."
+        )
     body = pre > 0.1 * float(pre.max()) if pre.max() > 0 else np.ones_like(pre, bool)
     scale = float(np.percentile(pre[body], 99)) if body.any() else 1.0
     scale = scale if scale > 0 else 1.0
