@@ -4,7 +4,8 @@ Every write goes to a hidden temporary name in the target's own folder (``os.rep
 within one filesystem), is flushed to disk, and is renamed over the target only when complete; on any
 error the temporary file is removed and the old target is left as it was. Temporary names end in
 ``.part`` (or a suffix the caller needs, e.g. ``.nii.gz`` for a library that reads the format from the
-name), so a stray one is easy to spot.
+name), so a stray one left by a killed process is easy to spot and is swept by
+``remove_stale_temp_files`` once it is an hour old.
 
 Folders are built aside and swapped in with two renames; a journal beside the folder makes the swap
 recoverable, so a process killed between the renames never costs the old folder (``recover_dir_swap``).
@@ -19,8 +20,10 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +36,7 @@ __all__ = [
     "atomic_write_text",
     "build_dir_atomically",
     "recover_dir_swap",
+    "remove_stale_temp_files",
     "replace_dir_atomically",
 ]
 
@@ -122,6 +126,42 @@ def atomic_write_json(path: str | os.PathLike[str], obj: object, **json_kw: Any)
     """``json.dump(obj, **json_kw)`` to ``path`` atomically. The text is serialised first, so an object
     that cannot be encoded raises before anything is written."""
     return atomic_write_text(path, json.dumps(obj, **json_kw))
+
+
+# A temporary name of ours: ".<name>.<8 hex>.part" (_temp_sibling with the default suffix).
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.part$")
+# A write in progress touches its temporary file every few seconds; one untouched for an hour was left
+# behind by a process that was killed (or a full disk) and will never be renamed.
+STALE_TEMP_AGE_S = 3600.0
+
+
+def remove_stale_temp_files(
+    folder: str | os.PathLike[str], *, older_than_s: float = STALE_TEMP_AGE_S, extra: re.Pattern[str] | None = None
+) -> int:
+    """Remove, anywhere under ``folder``, the temporary files of atomic writes whose process died, and the
+    entries directly in ``folder`` whose name matches ``extra`` (a caller's own temporary folders), once
+    untouched for ``older_than_s`` seconds; links are never followed. Returns how many were removed."""
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for here, dirs, files in os.walk(root):
+        for name in [*files, *dirs]:
+            ours = extra is not None and Path(here) == root and extra.match(name)
+            if not (_TEMP_NAME.match(name) or ours):
+                continue
+            path = Path(here) / name
+            try:
+                if path.lstat().st_mtime >= cutoff:
+                    continue
+            except OSError:
+                continue  # removed by someone else meanwhile
+            _remove(path)
+            removed += 1
+            if name in dirs:
+                dirs.remove(name)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

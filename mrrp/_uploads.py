@@ -9,6 +9,7 @@ name never collide, because the folder is named by the content.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mrrp._fs import atomic_write_bytes
+from mrrp._fs import atomic_write_bytes, remove_stale_temp_files
 from mrrp.errors import InputError
 
 __all__ = [
@@ -26,12 +27,18 @@ __all__ = [
     "safe_filename",
     "save_content_addressed",
     "save_uploads",
+    "shown_name",
     "upload_digest",
     "upload_relpath",
 ]
 
 # When several files of one slide are uploaded together (DICOM series, MIRAX), which one to open.
 _MAIN_FILE_PREFERENCE = (".mrxs", ".vms", ".vmu", ".svs", ".ndpi", ".scn", ".bif", ".svslide", ".tif", ".tiff", ".dcm")
+
+# The private copies mrrp.case makes of uploaded images and reports to judge them (removed straight away;
+# one of a killed session is swept with the stale temporary files).
+PRIVATE_COPY_PREFIX = "mrrp-upload-"
+_PRIVATE_COPY_NAME = re.compile(re.escape(PRIVATE_COPY_PREFIX))
 
 _FOLDER_HEX_CHARS = 24  # 96 bits of the digest: no two different uploads share a folder in practice
 
@@ -44,10 +51,30 @@ class UploadedFileData:
     data: bytes
 
 
+# Characters that change how a name reads without being seen: bidi overrides, embeddings and isolates
+# ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"), zero-width characters and byte-order marks (Cf), line
+# and paragraph separators (Zl, Zp) and lone surrogates of an undecodable name (Cs). Removed, not replaced:
+# what is left is what the user saw. Control characters (Cc) become "_" in a saved name.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Cs"})
+
+
+def shown_name(name: str) -> str:
+    """``name`` as it may be shown to a person: NFC, without invisible formatting characters (bidi
+    overrides, zero-width characters) and with control characters as "_", so what is displayed is what
+    the characters are. Folders are kept; :func:`safe_filename` also drops them."""
+    kept = []
+    for ch in unicodedata.normalize("NFC", name):
+        category = unicodedata.category(ch)
+        if category not in _INVISIBLE_CATEGORIES:
+            kept.append("_" if category == "Cc" else ch)
+    return "".join(kept)
+
+
 def safe_filename(name: str) -> str:
-    """A file name that is safe on disk: no folders, no control characters; unicode kept."""
-    base = unicodedata.normalize("NFC", Path(name.replace("\\", "/")).name)
-    base = re.sub(r"[\x00-\x1f\x7f/:*?\"<>|]", "_", base).strip(" .")
+    """A file name that is safe on disk and on screen: no folders, no control or invisible formatting
+    characters (see :func:`shown_name`); unicode kept."""
+    base = shown_name(Path(name.replace("\\", "/")).name)
+    base = re.sub(r"[/:*?\"<>|]", "_", base).strip(" .")
     return _shorten_to_bytes(base, _MAX_NAME_BYTES) or "slide"
 
 
@@ -117,24 +144,52 @@ def _placements(files: list[UploadedFileData]) -> list[PurePosixPath]:
     return places
 
 
+def _targets(files: list[UploadedFileData], root: str | os.PathLike[str]) -> list[Path]:
+    """Where each file goes: ``root/<digest>/<placement>``; refuses nothing uploaded and clashing names."""
+    if not files:
+        raise InputError("No file was uploaded.")
+    folder = Path(root) / upload_digest(files)[:_FOLDER_HEX_CHARS]
+    return [folder.joinpath(*place.parts) for place in _placements(files)]
+
+
+def _write_all(files: list[UploadedFileData], targets: list[Path], root: Path) -> None:
+    """Write every file or none: a failure half-way (a full disk) removes what this call wrote, so a
+    refused upload leaves nothing in the upload folder. Stale temporary files and private copies of
+    killed sessions are swept first."""
+    todo = [
+        (f, target)
+        for f, target in zip(files, targets, strict=True)
+        if not (target.is_file() and target.stat().st_size == len(f.data))  # the folder name pins the content
+    ]
+    if not todo:
+        return  # the same upload again (every rerun of a page): nothing to write, nothing to sweep
+    remove_stale_temp_files(root, extra=_PRIVATE_COPY_NAME)
+    created: list[Path] = []
+    try:
+        for f, target in todo:
+            created.extend(p for p in (target, *target.parents) if root in p.parents and not p.exists())
+            atomic_write_bytes(target, f.data)  # creates the folders on the way
+    except BaseException:
+        for p in sorted(set(created), key=lambda p: len(p.parts), reverse=True):  # files before their folders
+            with contextlib.suppress(OSError):
+                if p.is_dir():
+                    p.rmdir()
+                else:
+                    p.unlink()
+        raise
+
+
 def save_content_addressed(files: Iterable[UploadedFileData], root: str | os.PathLike[str]) -> list[Path]:
     """Write ``files`` into ``root/<digest>/``, every one of them, under their safe relative paths (see
     :func:`_placements` for files sharing a name); paths in the order given.
 
     A file already there with the right size is not written again (the folder name already pins its
-    content). Raises InputError when nothing was uploaded.
+    content). Raises InputError when nothing was uploaded; nothing is left behind when it raises.
     """
     files = list(files)
-    if not files:
-        raise InputError("No file was uploaded.")
-    folder = Path(root) / upload_digest(files)[:_FOLDER_HEX_CHARS]
-    paths = []
-    for f, place in zip(files, _placements(files), strict=True):
-        target = folder.joinpath(*place.parts)
-        if not target.is_file() or target.stat().st_size != len(f.data):
-            atomic_write_bytes(target, f.data)  # creates the folders on the way
-        paths.append(target)
-    return paths
+    targets = _targets(files, root)
+    _write_all(files, targets, Path(root))
+    return targets
 
 
 def choose_main_file(paths: list[Path]) -> Path:
@@ -155,5 +210,9 @@ def choose_main_file(paths: list[Path]) -> Path:
 
 def save_uploads(files: Iterable[UploadedFileData], upload_dir: str | os.PathLike[str]) -> Path:
     """Save the files of one uploaded slide (one file, a DICOM series, a MIRAX set) and return the file
-    to open among them."""
-    return choose_main_file(save_content_addressed(files, upload_dir))
+    to open among them; an upload refused (several slides, clashing names) writes nothing."""
+    files = list(files)
+    targets = _targets(files, upload_dir)
+    main = choose_main_file(targets)
+    _write_all(files, targets, Path(upload_dir))
+    return main

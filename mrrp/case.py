@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mrrp._hashing import sha256_bytes, sha256_file, sha256_text
-from mrrp._uploads import UploadedFileData, safe_filename
+from mrrp._uploads import PRIVATE_COPY_PREFIX, UploadedFileData, safe_filename
 from mrrp.errors import InputError
 from mrrp.io.clinical import read_clinical_file
 from mrrp.io.reports import normalise_report_text, read_report
@@ -121,6 +121,7 @@ class UltrasoundImage:
     image: np.ndarray  # (H, W) uint8
     source_name: str  # file name only
     sha256: str  # of the file's bytes: the ultrasound tokens' cache key
+    note: str = ""  # what the reader chose, e.g. which frame of a multi-frame file (shown in the status)
 
 
 # -- what each input check hands on -----------------------------------------------------------
@@ -323,7 +324,7 @@ def _private_copy(upload: UploadedFileData, folder: Path | None, default_name: s
     uploaded bytes exactly as they judge files; removed when the block ends."""
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mrrp-upload-", dir=folder) as tmp:
+    with tempfile.TemporaryDirectory(prefix=PRIVATE_COPY_PREFIX, dir=folder) as tmp:
         path = Path(tmp) / safe_filename(upload.name or default_name)
         path.write_bytes(upload.data)
         yield path
@@ -362,14 +363,14 @@ def judge_report(
 def _read_one_ultrasound(src: Path | UploadedFileData, upload_dir: Path | None) -> UltrasoundImage:
     if isinstance(src, UploadedFileData):
         if not src.data:
-            raise InputError(f"The ultrasound file '{src.name}' is empty (0 bytes).")
+            raise InputError(f"The ultrasound file '{safe_filename(src.name)}' is empty (0 bytes).")
         with _private_copy(src, upload_dir, "ultrasound") as path:
             us = read_ultrasound(path)
         digest = sha256_bytes(src.data)
     else:
         us = read_ultrasound(src)  # first: its messages say what is wrong with a missing or odd file
         digest = sha256_file(src)
-    return UltrasoundImage(image=us.image, source_name=us.source_name, sha256=digest)
+    return UltrasoundImage(image=us.image, source_name=us.source_name, sha256=digest, note=us.frame_note)
 
 
 def judge_ultrasound(sources: Sequence[Path | UploadedFileData], upload_dir: Path | None = None) -> UltrasoundInputs:
@@ -384,10 +385,13 @@ def judge_ultrasound(sources: Sequence[Path | UploadedFileData], upload_dir: Pat
         except InputError as exc:
             problems.append(str(exc))
         except OSError:
-            problems.append(f"The ultrasound file '{getattr(src, 'name', src)}' could not be saved or read.")
+            problems.append(
+                f"The ultrasound file '{safe_filename(str(getattr(src, 'name', src)))}' could not be saved or read."
+            )
     if not images:
         return UltrasoundInputs((), InputStatus("us_images", "invalid", " ".join(problems)), None, tuple(problems))
     notes = tuple(f"{len(problems)} of {len(sources)} images left out: {p}" for p in problems[:1]) + tuple(problems[1:])
+    notes += tuple(u.note for u in images if u.note)
     digest = sha256_text("|".join(u.sha256 for u in images))
     return UltrasoundInputs(tuple(images), InputStatus("us_images", "provided", notes=notes), digest, tuple(problems))
 

@@ -11,25 +11,26 @@ import streamlit as st
 from mrrp.dashboard import charts
 from mrrp.dashboard.export import png_bytes, prediction_json
 from mrrp.dashboard.history import CaseHistory, HistoryError
-from mrrp.dashboard.intake import INPUTS, CaseInputs, build_case, demo_inputs, demo_titles
+from mrrp.dashboard.intake import INPUTS, CaseInputs, demo_inputs, demo_titles
 from mrrp.dashboard.models import active_model_path, load_encoders, model_version
 from mrrp.dashboard.reference import group_description
 from mrrp.dashboard.review import (
     TILE_SCORE_KINDS,
+    AnalysisFailure,
     Review,
     ReviewSlide,
+    analyse,
     drawn_heatmap,
     export_stem,
     find_slide,
     heatmap_overlay,
     model_label,
     model_mismatch,
-    nothing_usable,
-    review_case,
     review_from_record,
     review_pdf,
     review_slide,
     slide_search_folders,
+    status_chips,
     top_tiles,
     what_if_rows,
     what_if_summary,
@@ -43,9 +44,6 @@ from mrrp.io.slide_files import SLIDE_UPLOAD_TYPES, list_local_slides
 from mrrp.schema import CLINICAL_FIELDS
 from mrrp.ui import UNEXPECTED, md_code, md_escape
 from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_INPUTS, RISK_GROUP_STREAMLIT_COLOURS
-
-CHIP_COLOURS = {"provided": "green", "missing": "gray", "invalid": "red"}
-CHIP_ICONS = {"provided": ":material/check:", "missing": ":material/remove:", "invalid": ":material/error:"}
 
 settings = open_page("Patient review")
 state = st.session_state
@@ -68,33 +66,38 @@ def cached_find_slide(fingerprint: str, folders: tuple[str, ...]) -> str | None:
     return None if found is None else str(found)
 
 
+def clear_result() -> None:
+    """Forget the shown patient (result, exports, the last failure) before another analysis starts, so a
+    failing one never shows under the previous patient's result."""
+    for key in ("review", "review_title", "analysis_failure", "pdf_cache", "heatmap_png"):
+        state.pop(key, None)
+
+
 def run_review(inputs: CaseInputs, title: str) -> None:
-    """Intake → prediction → explanation, with progress; the result goes to this session's state."""
+    """Intake → prediction → explanation, with progress; the result (or why there is none) goes to this
+    session's state."""
+    clear_result()
     with st.status("Analysing the patient…", expanded=True) as status:
         bar = st.progress(0.0, text="Loading the encoders…")
         try:
             load_encoders()  # once per server process; the intake below uses the same instances
-            intake = build_case(
+        except Exception:  # noqa: BLE001 - never a traceback on screen
+            outcome = AnalysisFailure(UNEXPECTED)
+        else:
+            outcome = analyse(
+                bundle,
                 inputs,
                 cache_dir=settings.cache_dir,
                 upload_dir=settings.upload_dir,
-                progress=lambda f, t: bar.progress(0.75 * f, text=md_escape(t)),
+                progress=lambda f, t: bar.progress(f, text=md_escape(t)),
             )
-            unusable = nothing_usable(intake)
-            if unusable is not None:
-                status.update(label="Nothing to analyse", state="error")
-                st.error(md_escape(unusable))
-                return
-            review = review_case(bundle, intake, progress=lambda f, t: bar.progress(0.75 + 0.25 * f, text=md_escape(t)))
-        except InputError as exc:
-            status.update(label="The analysis could not be completed", state="error")
-            st.error(md_escape(exc))
-            return
-        except Exception:  # noqa: BLE001 - never a traceback on screen; the inputs stay as they are
-            status.update(label="The analysis could not be completed", state="error")
-            st.error(UNEXPECTED)
+        if isinstance(outcome, AnalysisFailure):
+            # the reason is drawn in view under the inputs (show_failure), not inside this box
+            status.update(label="The analysis could not be completed: the reason is shown below", state="error")
+            state["analysis_failure"] = outcome
             return
         status.update(label="Analysis complete", state="complete", expanded=False)
+    review = outcome
     try:
         review.case_id = CaseHistory().record(
             review.prediction, review.input_hashes, explanation=review.explanation.to_dict()
@@ -103,7 +106,14 @@ def run_review(inputs: CaseInputs, title: str) -> None:
         state["history_error"] = str(exc)
     state["review"] = review
     state["review_title"] = title
-    state.pop("pdf_cache", None)
+
+
+def show_failure(failure: AnalysisFailure) -> None:
+    """Why the last analysis gave no result, in view (never inside a collapsed box): the message, then each
+    input's chip with an invalid one's reason on it."""
+    st.error(md_escape(failure.message))
+    if failure.statuses:
+        st.markdown(status_chips(failure.statuses, reasons=True))
 
 
 # --- demo patients -----------------------------------------------------------------------------
@@ -115,8 +125,9 @@ for col, (pid, title) in zip(cols, demos, strict=True):
         try:
             with st.spinner("Preparing the demo patients (first time only, about 20 seconds)…"):
                 inputs = demo_inputs(settings.cache_dir, pid)
-        except InputError as exc:
-            st.error(md_escape(exc))
+        except InputError as exc:  # shown under the inputs like any failed analysis, the old result gone
+            clear_result()
+            state["analysis_failure"] = AnalysisFailure(str(exc))
         else:
             run_review(inputs, f"{pid} — {title}")
     col.caption(title)
@@ -132,11 +143,12 @@ if open_id:
             state["review"] = review_from_record(bundle, record)
             state["review_title"] = f"Case {record.case_id} from the history ({record.created_at[:16]} UTC)"
             state.pop("pdf_cache", None)
+            state.pop("analysis_failure", None)
     except InputError as exc:
         st.error(md_escape(exc))
 
 # --- inputs ------------------------------------------------------------------------------------
-with st.expander("Enter a patient's data", expanded="review" not in state):
+with st.expander("Enter a patient's data", expanded="review" not in state or "analysis_failure" in state):
     tabs = st.tabs(["H&E slide", "Ultrasound images", "Ultrasound report", "Pathology report", "Clinical record"])
     slide: SavedSlide | Path | None = None
     with tabs[0]:
@@ -231,6 +243,9 @@ with st.expander("Enter a patient's data", expanded="review" not in state):
         )
         run_review(inputs, "Entered patient")
 
+if "analysis_failure" in state:
+    show_failure(state["analysis_failure"])
+
 review = state.get("review")
 mismatch = model_mismatch(review, model_version(bundle)) if review is not None else None
 if mismatch is not None and mismatch.keep:
@@ -250,14 +265,7 @@ st.header(md_escape(state.get("review_title", "Result")))
 if state.get("history_error"):
     st.warning(md_escape(state.pop("history_error")))
 
-chips = []
-for key, label, _ in INPUTS:
-    s = review.statuses[key]
-    chips.append(
-        f":{CHIP_COLOURS[s.state]}-badge[{CHIP_ICONS[s.state]} {label}: "
-        f"{md_escape(s.text) if s.state != 'invalid' else 'invalid'}]"
-    )
-st.markdown(" &nbsp; ".join(chips))
+st.markdown(status_chips(review.statuses, reasons=False))
 for key, label, _ in INPUTS:
     s = review.statuses[key]
     if s.state == "invalid":

@@ -2,22 +2,30 @@
 of the prediction.
 
 PDF: fpdf2 (pure Python, well kept) with the DejaVu Sans font that ships with matplotlib, so "−", "≤",
-"µ" and "–" print on any machine without a system font.
+"µ" and "–" print on any machine without a system font. A character DejaVu cannot draw (CJK, emoji)
+prints as a box and the PDF says how many were not printed; fpdf never sees it, so never logs it.
 Figures: the same plotly figures as on screen, rendered to PNG by kaleido. Kaleido 1.x drives a
-headless Chromium; we point it at Debian's ``chromium`` (``BROWSER_PATH``) and keep one kaleido
-server per process, because starting the browser costs ~2 s and each later figure ~0.15 s. If no
-Chromium can be started the PDF is still written, with the tables and the slide heatmap (drawn by
-numpy/PIL) and a line saying the charts could not be drawn: a missing browser must not cost the
-clinician the report.
+headless Chromium; we point it at Debian's ``chromium`` (``BROWSER_PATH``) and keep one browser per
+process, because starting it costs ~2 s and each later figure ~0.15 s. Its page loads only local
+files and the browser runs with no network of its own (:func:`kaleido_options`). If no Chromium
+starts within :data:`KALEIDO_START_TIMEOUT_S` the PDF is still written, with the tables and the slide
+heatmap (drawn by numpy/PIL) and a line saying the charts could not be drawn: a missing browser must
+not cost the clinician the report.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
+import functools
 import io
 import json
+import logging
 import os
 import shutil
+import signal
+import subprocess
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +35,26 @@ import numpy as np
 from mrrp.ui import NOTICE
 from mrrp.vocabulary import HEADLINE_HORIZON_MONTHS, MODALITY_INPUTS, horizon_years
 
-_KALEIDO_LOCK = threading.Lock()
-_KALEIDO_STATE = {"started": False, "failed": False}  # one kaleido server per process (like a cached model)
+_KALEIDO_LOCK = threading.Lock()  # one browser per process (like a cached model); one figure at a time
+_BROWSER: dict[str, object] = {"browser": None, "failed": False}
 FIGURE_SCALE = 2.0
+KALEIDO_START_TIMEOUT_S = 30.0  # a browser that has not answered by then is given up: no charts, never a hang
+FIGURE_TIMEOUT_S = 30.0
+
+# Chromium reaches out on its own (DNS-over-HTTPS probes, component and variations updates, pings,
+# safe-browsing lists). The figure page needs nothing but local files, so every switch that stops a
+# request is on, and no host name resolves at all: a request that slipped through fails inside the
+# browser, before DNS.
+OFFLINE_CHROMIUM_ARGS: tuple[str, ...] = (
+    "--disable-background-networking",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-default-apps",
+    "--disable-features=DnsOverHttps,Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,"
+    "CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions",
+    "--no-pings",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+)
 
 
 def _font_dir() -> Path:
@@ -38,52 +63,126 @@ def _font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def _ensure_kaleido() -> bool:
-    """Start kaleido's browser once per process; False if it cannot run here."""
-    with _KALEIDO_LOCK:
-        if _KALEIDO_STATE["started"]:
-            return True
-        if _KALEIDO_STATE["failed"]:
-            return False
-        if "BROWSER_PATH" not in os.environ:
-            browser = shutil.which("chromium") or shutil.which("chromium-browser")
-            if browser:
-                os.environ["BROWSER_PATH"] = browser
-        try:
-            import kaleido
+def plotly_js_path() -> Path:
+    """The plotly.js that ships inside the installed plotly package (the figures' own version)."""
+    import plotly
 
-            kaleido.start_sync_server(silence_warnings=True)
-        except Exception:  # noqa: BLE001 - any failure to start the browser means "no charts", never a crash
-            _KALEIDO_STATE["failed"] = True
-            return False
-        _KALEIDO_STATE["started"] = True
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def browser_path() -> str | None:
+    """The Chromium kaleido drives: ``BROWSER_PATH`` when set (even to nothing usable), else Debian's."""
+    if os.environ.get("BROWSER_PATH"):
+        return os.environ["BROWSER_PATH"]
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def kaleido_options() -> dict:
+    """The keyword arguments of our ``kaleido.Kaleido``: local plotly.js, no MathJax, an offline Chromium.
+
+    The page is built here rather than by kaleido's defaults, which load MathJax from a CDN and fall
+    back to the plotly.js CDN when the local file is missing; a missing local file now means no charts.
+    """
+    from choreographer.browsers import Chromium
+    from kaleido import PageGenerator
+
+    class OfflineChromium(Chromium):
+        def get_cli(self):
+            return [*super().get_cli(), *OFFLINE_CHROMIUM_ARGS]
+
+    return {
+        "path": browser_path(),
+        "n": 1,
+        "timeout": FIGURE_TIMEOUT_S,
+        "page_generator": PageGenerator(plotly=(plotly_js_path().as_uri(), "utf-8"), mathjax=False),
+        "browser_cls": OfflineChromium,
+        "enable_extensions": False,
+    }
+
+
+class _ChartBrowser:
+    """One kaleido browser on its own event-loop thread; starting and each figure are bounded in time.
+
+    kaleido's own sync server cannot report a browser that failed to start: its first figure then waits
+    forever. Here a failed or slow start raises, and the export carries on without charts.
+    """
+
+    def __init__(self) -> None:
+        import kaleido
+
+        self._kaleido = kaleido.Kaleido(**kaleido_options())  # raises at once when there is no browser
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mrrp-kaleido", daemon=True)
+        self._thread.start()
+        self._opened = False
+        try:
+            self._run(self._kaleido.open(), KALEIDO_START_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
+        self._opened = True
+
+    def _run(self, coroutine, timeout_s: float):
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout=timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def png(self, fig_dict: dict, width_px: int, height_px: int) -> bytes:
+        opts = {"format": "png", "width": width_px, "height": height_px, "scale": FIGURE_SCALE}
+        return self._run(self._kaleido.calc_fig(fig_dict, opts=opts), FIGURE_TIMEOUT_S + 5)
+
+    def close(self) -> None:
+        try:
+            self._run(self._kaleido.close(), 10 if self._opened else 2)
+        except BaseException:  # noqa: BLE001 - closing a browser that never opened, or has died
+            pass
+        process = getattr(self._kaleido, "subprocess", None)
+        if process is not None and process.poll() is None:  # it did not answer the close: end its group
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)  # started in a session of its own by choreographer
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def _chart_browser() -> _ChartBrowser | None:
+    """The process's browser, started on first use; None (and not tried again) if it cannot run here."""
+    if _BROWSER["browser"] is None and not _BROWSER["failed"]:
+        try:
+            _BROWSER["browser"] = _ChartBrowser()
+        except BaseException:  # noqa: BLE001 - no browser, a crash or a timeout all mean "no charts"
+            _BROWSER["failed"] = True
+            return None
         atexit.register(_stop_kaleido)
-        return True
+    return _BROWSER["browser"]  # type: ignore[return-value]
 
 
 def _stop_kaleido() -> None:
-    try:
-        import kaleido
-
-        kaleido.stop_sync_server(silence_warnings=True)
-    except Exception:  # noqa: BLE001 - shutting down anyway
-        pass
+    with _KALEIDO_LOCK:
+        browser, _BROWSER["browser"] = _BROWSER["browser"], None
+    if browser is not None:
+        browser.close()
 
 
 def figure_png(fig, width_px: int = 900, height_px: int | None = None) -> bytes | None:
-    """PNG bytes of a plotly figure (kaleido), or None when kaleido's browser is not available."""
-    if not _ensure_kaleido():
-        return None
-    import warnings
-
+    """PNG bytes of a plotly figure (kaleido, offline), or None when kaleido's browser is not available."""
     height = height_px or int(fig.layout.height or 400)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "kopts ignored when using a server": expected
-            with _KALEIDO_LOCK:  # one browser tab at a time; concurrent sessions queue here
-                return fig.to_image(format="png", width=width_px, height=height, scale=FIGURE_SCALE)
-    except Exception:  # noqa: BLE001 - a figure that cannot be drawn is left out, the report still comes
-        return None
+    with _KALEIDO_LOCK:  # one browser tab at a time; concurrent sessions queue here
+        browser = _chart_browser()
+        if browser is None:
+            return None
+        try:
+            return browser.png(fig.to_dict(), width_px, height)
+        except TimeoutError:  # a browser that stopped answering would cost every later figure the same wait
+            _BROWSER["browser"], _BROWSER["failed"] = None, True
+            browser.close()
+            return None
+        except Exception:  # noqa: BLE001 - a figure that cannot be drawn is left out, the report still comes
+            return None
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -131,10 +230,55 @@ def prediction_json(review, *, model_label: str = "") -> bytes:
 # -- PDF ------------------------------------------------------------------------------------------
 
 
-def _new_pdf():
+UNPRINTABLE_MARK = "□"  # drawn instead of a character the embedded font has no glyph for
+
+
+class _NoGlyphListFilter(logging.Filter):
+    """Drops fpdf's "font is missing the following glyphs: …" record, which quotes the report's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "missing the following glyphs" not in str(record.msg)
+
+
+_GLYPH_FILTER = _NoGlyphListFilter()
+
+
+def _printable(text: str, cmap: dict[int, str]) -> str:
+    """``text`` with every character the font cannot draw replaced by the mark (whitespace by a space)."""
+    return "".join(
+        ch if ch in "\n\r" or ord(ch) in cmap else (" " if ch.isspace() else UNPRINTABLE_MARK) for ch in text
+    )
+
+
+def unprintable_count(text: str, cmap: dict[int, str]) -> int:
+    """How many characters of ``text`` (whitespace aside) the font with ``cmap`` cannot draw."""
+    return sum(1 for ch in text if ord(ch) not in cmap and not ch.isspace())
+
+
+@functools.cache
+def _report_pdf_class():
     from fpdf import FPDF
 
-    pdf = FPDF(format="A4", unit="mm")
+    class ReportPDF(FPDF):
+        """FPDF that never hands the font a character it has no glyph for.
+
+        Every string fpdf lays out passes through ``normalize_text``; replacing what the current font
+        cannot draw there means fpdf never meets a missing glyph, so it neither drops the character
+        silently nor lists it (patient text) in its log.
+        """
+
+        def normalize_text(self, text: str) -> str:
+            cmap = getattr(self.current_font, "cmap", None)
+            return super().normalize_text(_printable(text, cmap) if cmap else text)
+
+    return ReportPDF
+
+
+def _new_pdf():
+    for name in ("fpdf", "fpdf.output", "fpdf.fpdf", "fpdf.fonts"):  # the loggers that could quote text
+        if _GLYPH_FILTER not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_GLYPH_FILTER)
+    pdf = _report_pdf_class()(format="A4", unit="mm")
     fonts = _font_dir()
     pdf.add_font("DejaVu", "", str(fonts / "DejaVuSans.ttf"))
     pdf.add_font("DejaVu", "B", str(fonts / "DejaVuSans-Bold.ttf"))
@@ -142,6 +286,24 @@ def _new_pdf():
     pdf.set_auto_page_break(auto=True, margin=18)
     pdf.set_margins(15, 15, 15)
     return pdf
+
+
+def _note_unprintable(pdf, texts: list[str], where: str) -> None:
+    """Say, under what was printed, how many characters of ``where`` the PDF's font could not show."""
+    n = sum(unprintable_count(t, pdf.fonts["dejavu"].cmap) for t in texts)
+    if not n:
+        return
+    style, size = pdf.font_style, pdf.font_size_pt
+    pdf.set_font("DejaVu", "I", 8)
+    pdf.multi_cell(
+        0,
+        4,
+        f"{n} character{'s' if n != 1 else ''} in {where} could not be printed in this PDF "
+        f"(shown as {UNPRINTABLE_MARK}); see the dashboard.",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.set_font("DejaVu", style, size)
 
 
 def _heading(pdf, text: str) -> None:
@@ -220,6 +382,7 @@ def _pdf_header(pdf, review, model_label: str) -> None:
         new_x="LMARGIN",
         new_y="NEXT",
     )
+    _note_unprintable(pdf, [p.patient_id, review.case_id or "", model_label], "the patient, case or model name")
     pdf.set_fill_color(255, 243, 205)
     pdf.set_font("DejaVu", "B", 9)
     pdf.multi_cell(0, 5, NOTICE, border=1, fill=True, new_x="LMARGIN", new_y="NEXT")
@@ -263,6 +426,7 @@ def _pdf_inputs(pdf, review) -> None:
         for key, label, _ in INPUTS:
             if key in review.statuses:
                 table.row([label, review.statuses[key].text])
+    _note_unprintable(pdf, [s.text for s in review.statuses.values()], "the inputs' status")
     if review.compensated:
         names = ", ".join(MODALITY_INPUTS[m] for m in review.compensated)
         pdf.multi_cell(
@@ -323,3 +487,4 @@ def _pdf_sentences(pdf, e) -> None:
         _heading(pdf, f"{title}: sentences that moved the risk most")
         for text, a in top:
             pdf.multi_cell(0, 5, f"{'↑' if a > 0 else '↓'} {a:+.3f}  {text}", new_x="LMARGIN", new_y="NEXT")
+        _note_unprintable(pdf, [text for text, _ in top], f"the {title.lower()}")

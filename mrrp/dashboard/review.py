@@ -9,6 +9,7 @@ looked up again and is optional).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mrrp._threads import BUSY_QUEUED, torch_turn
 from mrrp.dashboard.history import CaseRecord
-from mrrp.dashboard.intake import InputStatus, IntakeResult
+from mrrp.dashboard.intake import INPUTS, CaseInputs, InputStatus, IntakeResult, build_case
 from mrrp.dashboard.reference import (
     PatternPerformance,
     ReferenceCurves,
@@ -28,13 +30,18 @@ from mrrp.dashboard.reference import (
     reference_curves,
 )
 from mrrp.dashboard.slideanalysis import Thumbnail
+from mrrp.errors import InputError
 from mrrp.explain.types import Explanation, SentenceAttribution, TileAttribution
 from mrrp.features.case import CaseFeatures
 from mrrp.model.bundle import LoadedBundle
 from mrrp.model.predict import Prediction, predict_cases
+from mrrp.ui import UNEXPECTED, md_escape
 from mrrp.vocabulary import EXPLANATION_TILE_DISPLAYS, HEADLINE_HORIZON_MONTHS, MODALITIES, MODALITY_LABELS
 
 ProgressFn = Callable[[float, str], None]
+CHIP_COLOURS = {"provided": "green", "missing": "gray", "invalid": "red"}
+CHIP_ICONS = {"provided": ":material/check:", "missing": ":material/remove:", "invalid": ":material/error:"}
+_LOG = logging.getLogger(__name__)
 TILE_SCORE_KINDS = {d.name: d.kind for d in EXPLANATION_TILE_DISPLAYS.values()}  # menu label → kind
 
 
@@ -151,6 +158,69 @@ def review_case(
     if progress:
         progress(1.0, "Done.")
     return review
+
+
+@dataclass(frozen=True)
+class AnalysisFailure:
+    """Why an analysis gave no result: ``message`` (clinician sentences, shown in view beside the inputs,
+    never only inside a collapsed box) and each input's status when the inputs were read (empty otherwise)."""
+
+    message: str
+    statuses: dict[str, InputStatus] = field(default_factory=dict)
+
+    @property
+    def invalid(self) -> list[InputStatus]:
+        """The inputs that were refused, in INPUTS order, each with its reason."""
+        return [s for s in self.statuses.values() if s.state == "invalid"]
+
+
+def analyse(
+    bundle: LoadedBundle,
+    inputs: CaseInputs,
+    *,
+    cache_dir: str | os.PathLike[str],
+    upload_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> Review | AnalysisFailure:
+    """One patient's whole analysis as the page runs it: intake, then :func:`review_case`, in this process's
+    turn at torch. Sessions analysing at once take turns: one that has to wait is told
+    :data:`mrrp._threads.BUSY_QUEUED` through ``progress`` and queued, never failed. Never raises for
+    something a user can cause: a bad or unusable input comes back as an :class:`AnalysisFailure` that
+    names it; anything else as the generic apology, logged with its traceback for the operator.
+    """
+
+    def step(fraction: float, text: str) -> None:
+        if progress:
+            progress(min(max(fraction, 0.0), 1.0), text)
+
+    try:
+        with torch_turn(on_wait=lambda: step(0.0, BUSY_QUEUED)):
+            intake = build_case(
+                inputs, cache_dir=cache_dir, upload_dir=upload_dir, progress=lambda f, t: step(0.75 * f, t)
+            )
+            unusable = nothing_usable(intake)
+            if unusable is not None:
+                return AnalysisFailure(unusable, intake.statuses)
+            return review_case(bundle, intake, progress=lambda f, t: step(0.75 + 0.25 * f, t))
+    except InputError as exc:
+        return AnalysisFailure(str(exc))
+    except Exception:  # noqa: BLE001 - never a traceback on screen; the operator finds it in the log
+        _LOG.exception("an analysis failed")  # no patient id: the log is not pseudonymised
+        return AnalysisFailure(UNEXPECTED)
+
+
+def status_chips(statuses: dict[str, InputStatus], *, reasons: bool) -> str:
+    """One Markdown line of coloured chips, one per input in INPUTS order. With ``reasons`` an invalid
+    input's chip carries its reason (the inputs area after a failed analysis); without, it says "invalid"
+    and the page names the reason in an error line below (the result)."""
+    chips = []
+    for key, label, _ in INPUTS:
+        s = statuses.get(key)
+        if s is None:
+            continue
+        text = md_escape(s.text) if s.state != "invalid" or reasons else "invalid"
+        chips.append(f":{CHIP_COLOURS[s.state]}-badge[{CHIP_ICONS[s.state]} {label}: {text}]")
+    return " &nbsp; ".join(chips)
 
 
 def nothing_usable(intake: IntakeResult) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mrrp._hashing import sha256_file
+from mrrp._threads import torch_turn
 from mrrp.errors import InputError
 from mrrp.settings import load_settings
 
@@ -112,8 +113,9 @@ class TorchTileEncoder:
                     self.module(example)
         self._mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        # A module instance is shared across Streamlit sessions; torch modules are
-        # re-entrant for inference, but we serialise so two sessions don't oversubscribe cores.
+        # A module instance is shared across Streamlit sessions: each encode is one turn at torch
+        # (mrrp._threads.torch_turn, taken first) and then this module's, so two sessions never run it at
+        # once nor change torch's thread count under it.
         self._lock = threading.Lock()
 
     def preprocess(self, tiles: np.ndarray) -> Any:
@@ -132,7 +134,7 @@ class TorchTileEncoder:
         x = self.preprocess(tiles)
         if self.precision == "bf16":
             x = x.to(torch.bfloat16)
-        with self._lock, torch.inference_mode():
+        with torch_turn(), self._lock, torch.inference_mode():
             y = self.module(x)
         # A site's module may end in a pool without flatten: (B, D, 1, 1) → (B, D).
         return y.float().reshape(y.shape[0], -1).cpu().numpy().astype(np.float32, copy=False)

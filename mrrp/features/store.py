@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mrrp import __version__
-from mrrp._fs import atomic_path
+from mrrp._fs import atomic_path, remove_stale_temp_files
 from mrrp._hashing import sha256_text
 from mrrp.errors import InputError
 from mrrp.settings import default_cache_dir
@@ -156,4 +156,6 @@ class FeatureCache:
             return None
 
     def put(self, key: str, feats: SlideFeatures) -> Path:
+        # Writes killed half-way (a closed session, a full disk) leave temporary files that nothing renames.
+        remove_stale_temp_files(self.root / "features")
         return write_features_h5(self.path(key), feats)

@@ -64,7 +64,7 @@ class SentenceEncoder:
     """all-MiniLM-L6-v2 sentence encoder: ``encode(sentences) -> (N, 384)`` L2-normalised float32.
 
     Use :func:`get_sentence_encoder` for the shared, lazily loaded instance. ``encode`` is safe to call
-    from several threads (calls are serialised so two sessions don't oversubscribe the cores).
+    from several threads (each call is one turn at torch, :func:`mrrp._threads.torch_turn`).
     """
 
     name: str
@@ -131,7 +131,9 @@ class SentenceEncoder:
         order = sorted(range(n), key=lambda i: -len(sentences[i]))
         from mrrp._threads import torch_threads
 
-        with self._lock, torch.inference_mode(), torch_threads(1):
+        # The process's turn at torch first, then this model: the order every caller takes them in (the
+        # intake already holds the turn when it gets here), so two threads never wait on each other.
+        with torch_threads(1), self._lock, torch.inference_mode():
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 encodings = self._tokenizer.encode_batch([str(sentences[i]) for i in idx])

@@ -1,7 +1,8 @@
 """Read a free-text ultrasound or pathology report, from a file or pasted, into clean Unicode text.
 
 Accepts UTF-8 (with or without BOM), UTF-16/32 with a BOM, and Windows-1252/Latin-1 legacy exports; refuses
-what is not plain text (PDF, Word, images, DICOM, anything with NUL bytes), empty reports and reports over
+what is not plain text (PDF, Word, images, DICOM, anything with NUL bytes or many control characters), files
+that mix UTF-8 with another encoding, empty reports and reports over
 :data:`MAX_REPORT_BYTES`. Line endings are normalised to ``\\n``. Every failure a user can cause is a
 :class:`ReportError` with a one-sentence message meant for a clinician.
 
@@ -17,6 +18,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from mrrp._uploads import shown_name
 from mrrp.errors import InputError
 
 # A long pathology report is ~10 kB; 100 kB is ten times that, and bounds the encoder's work.
@@ -47,6 +49,9 @@ _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "a TIFF image"),
     (b"MM\x00*", "a TIFF image"),
 )
+# A well-formed UTF-8 sequence of two to four bytes; one in a file that is not valid UTF-8 means mixed encodings
+# (legacy single-byte text practically never pairs a lead byte with the right continuation bytes).
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 # BOMs, longest first: the UTF-32-LE BOM starts with the UTF-16-LE one.
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -92,7 +97,8 @@ def _too_large(what: str, size_bytes: int, limit_bytes: int = MAX_REPORT_BYTES) 
 
 
 def _decode(raw: bytes, what: str) -> str:
-    """Bytes → str: BOM first, then strict UTF-8, then Windows-1252, then Latin-1 (which never fails)."""
+    """Bytes → str: BOM first, then strict UTF-8, then Windows-1252, then Latin-1 (which never fails); binary
+    files and files mixing UTF-8 with another encoding are refused."""
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             try:
@@ -111,12 +117,21 @@ def _decode(raw: bytes, what: str) -> str:
         raise UnsupportedReportFormatError(
             f"{what} is a binary file, not plain text; please copy the report text or save it as a .txt file."
         )
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if _UTF8_MULTIBYTE.search(raw):
+        # Part UTF-8, part something else (a UTF-8 report with a Latin-1 tail pasted on): no one decoding
+        # reads both parts, and guessing would misspell every accented word of one of them.
+        raise UnsupportedReportFormatError(
+            f"{what} mixes two text encodings, so some of its characters cannot be read correctly; "
+            "please save it again as UTF-8 text."
+        )
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def normalise_report_text(text: str, *, what: str = "The report", max_bytes: int | None = MAX_REPORT_BYTES) -> str:
@@ -167,17 +182,17 @@ def read_report(path_or_text: str | os.PathLike[str]) -> str:
         if not is_file:
             if _looks_like_path(path_or_text):
                 p = Path(candidate)
-                raise ReportNotFoundError(f"The report file '{p.name}' was not found at {p.parent}.")
+                raise ReportNotFoundError(f"The report file '{shown_name(p.name)}' was not found at {p.parent}.")
             return normalise_report_text(path_or_text, what="The pasted report")
         path = Path(candidate).expanduser()
     else:
         path = Path(path_or_text)
 
-    what = f"The report file '{path.name}'"
+    what = f"The report file '{shown_name(path.name)}'"
     if not path.exists():
         raise ReportNotFoundError(f"{what} was not found at {path.parent}.")
     if not path.is_file():
-        raise ReportNotFoundError(f"'{path.name}' is a folder, not a report file.")
+        raise ReportNotFoundError(f"'{shown_name(path.name)}' is a folder, not a report file.")
     size_bytes = path.stat().st_size
     if size_bytes == 0:
         raise EmptyReportError(f"{what} is empty (0 bytes); please choose the file that contains the report.")

@@ -1,6 +1,8 @@
 """Read one breast ultrasound frame (PNG, JPEG or DICOM) into a de-identified 8-bit grayscale image.
 
-The format is sniffed from the file's bytes, never trusted from its extension. DICOM headers are
+The format is sniffed from the file's bytes, never trusted from its extension. A PNG/JPEG frame is turned
+as its EXIF Orientation tag says (as every viewer shows it); of a multi-frame DICOM the first frame is read
+and :attr:`UltrasoundInput.frame_note` says so. DICOM headers are
 de-identified (:func:`deidentify`, DICOM PS3.15 basic profile) the moment the file is parsed, before
 any other code looks at the dataset; the returned :class:`UltrasoundInput` carries the pixels, the
 pixel size and the *names* of the attributes that were removed, never their values. Nothing here
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mrrp._uploads import shown_name
 from mrrp.errors import InputError
 from mrrp.io.dicom_deid import BurnedInAnnotationError, burned_in_annotation, deidentify, refuse_burned_in_annotation
 from mrrp.io.dicom_modalities import IMAGE_MODALITY_NAMES, NO_IMAGE_MODALITY_NAMES
@@ -90,11 +93,21 @@ class UltrasoundInput:
     pixel_mm: float | None  # physical size of one (square) pixel; None when the file does not calibrate it
     removed_identifiers: list[str] = field(default_factory=list)  # DICOM attribute names stripped, never values
     burned_in_annotation: bool | None = None  # DICOM BurnedInAnnotation: False = stated clean, None = not stated
-    frame_count: int = 1  # frames in the file; only the first is read
+    frame_count: int = 1  # frames in the file (a DICOM cine loop); only the first is read
 
     @property
     def shape_px(self) -> tuple[int, int]:
         return int(self.image.shape[0]), int(self.image.shape[1])
+
+    @property
+    def frame_note(self) -> str:
+        """The sentence saying which frame of a multi-frame file was used; "" for a single frame."""
+        if self.frame_count <= 1:
+            return ""
+        return (
+            f"The ultrasound file '{self.source_name}' holds {self.frame_count} frames: frame 1 of "
+            f"{self.frame_count} was used; to use another, export that frame on its own."
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,7 +134,7 @@ _NOT_ULTRASOUND = {m: what for m, what in IMAGE_MODALITY_NAMES.items() if m not 
 
 
 def _describe(path: Path) -> str:
-    return f"'{path.name}'"
+    return f"'{shown_name(path.name)}'"  # a bidi override in a name must not reverse the message
 
 
 def _sniff(head: bytes) -> str | None:
@@ -202,7 +215,7 @@ def _rescale_minmax(a: np.ndarray) -> np.ndarray:
 
 
 def _read_plain(p: Path, max_pixels: int) -> UltrasoundInput:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(p) as im:
@@ -212,6 +225,9 @@ def _read_plain(p: Path, max_pixels: int) -> UltrasoundInput:
                 raise _too_large(p, width_px, height_px, max_pixels)
             _refuse_too_small(p, width_px, height_px)
             im.load()  # decodes; a truncated file fails here
+            # A phone or scanner may store the frame sideways with an EXIF Orientation tag; every viewer
+            # shows it turned upright, so the model (and the Grad-CAM overlay) must see it the same way.
+            im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 # 16-bit/float grayscale: PIL's convert("L") would clip, so stretch the actual range.
                 gray = _rescale_minmax(np.asarray(im))
@@ -234,7 +250,7 @@ def _read_plain(p: Path, max_pixels: int) -> UltrasoundInput:
         ) from exc
     return UltrasoundInput(
         image=np.ascontiguousarray(gray),
-        source_name=p.name,
+        source_name=shown_name(p.name),
         format="png" if fmt == "PNG" else "jpeg",  # MPO (multi-picture JPEG from phones) counts as JPEG
         pixel_mm=None,  # PNG/JPEG dpi describes a printer, not the scan; calibration needs DICOM
     )
@@ -418,7 +434,7 @@ def _read_dicom(p: Path, max_pixels: int, *, force: bool) -> UltrasoundInput:
     gray = _dicom_to_gray(_decode_first_frame(p, ds, frame_count), ds)
     return UltrasoundInput(
         image=np.ascontiguousarray(gray),
-        source_name=p.name,
+        source_name=shown_name(p.name),
         format="dicom",
         pixel_mm=dicom_pixel_mm(ds),
         removed_identifiers=removed,
