@@ -453,6 +453,11 @@ with tab_export:
     )
     label = model_label(bundled, active_model_path())
     stem = export_stem(review)
+    quote = st.checkbox(
+        "Quote report sentences in the PDF",
+        key="pdf_quote_sentences",
+        help="Off by default: report text can name the patient, so the PDF gives each sentence's place and effect only.",
+    )
     a, b = st.columns(2)
     a.download_button(
         "Download PDF report",
@@ -463,6 +468,7 @@ with tab_export:
             model_label=label,
             cutoff_text=group_description(bundle),
             heatmap_png=drawn_heatmap(review, state.get("heatmap_png")),
+            quote_report_sentences=quote,
         ),
         file_name=f"{stem}.pdf",
         mime="application/pdf",

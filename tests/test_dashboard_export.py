@@ -81,14 +81,25 @@ def test_pdf_report_carries_numbers_figures_version_and_notice() -> None:
         "Compensated by the model: ultrasound (images and report)",
         "invalid: Age: 130 years",
         "low ≤ -1.03",
-        "Grade 3 <b>invasive</b> carcinoma.",
+        "Pathology report: sentences that moved the risk most",
+        "Report sentences are not quoted in this PDF",
         "Recurrence-free survival",
         "Slide heatmap",
     ):
         assert expected in flat, expected
+    assert "Grade 3 <b>invasive</b> carcinoma." not in flat  # free text stays out unless asked for
     assert "C-0123456789" in meta["/Title"]
     assert pages >= 2
     assert images == 5  # survival, icon array, contributions, clinical bars (kaleido) and the heatmap
+
+
+def test_pdf_quotes_report_sentences_only_when_asked() -> None:
+    quoted = " ".join(
+        _pdf_text(pdf_report(make_review(), model_label="m", with_charts=False, quote_report_sentences=True))[0].split()
+    )
+    assert "Grade 3 <b>invasive</b> carcinoma." in quoted and "not quoted" not in quoted
+    by_place = " ".join(_pdf_text(pdf_report(make_review(), model_label="m", with_charts=False))[0].split())
+    assert "Grade 3" not in by_place and "sentence 1 of" in by_place
 
 
 def test_pdf_without_charts_still_has_the_numbers() -> None:

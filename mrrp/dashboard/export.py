@@ -335,12 +335,15 @@ def pdf_report(
     heatmap_png: bytes | None = None,
     ultrasound_pngs: list[bytes] | None = None,
     with_charts: bool = True,
+    quote_report_sentences: bool = False,
 ) -> bytes:
     """A PDF of one patient's review.
 
     ``cutoff_text``: how the risk groups are defined (:func:`mrrp.dashboard.reference.group_description`);
     ``record``: the clinical record, to print values beside the attributions; ``heatmap_png`` /
-    ``ultrasound_pngs``: images already drawn by the page.
+    ``ultrasound_pngs``: images already drawn by the page. Report sentences are free text that can name the
+    patient, so the PDF gives their place and effect only, unless ``quote_report_sentences`` (the clinician's
+    choice on the page) quotes them.
     """
     p = review.prediction
     pdf = _new_pdf()
@@ -359,7 +362,7 @@ def pdf_report(
     for i, png in enumerate(ultrasound_pngs or []):
         _heading(pdf, f"Ultrasound image {i + 1} (Grad-CAM)")
         _image(pdf, png, 90)
-    _pdf_sentences(pdf, review.explanation)
+    _pdf_sentences(pdf, review.explanation, quote=quote_report_sentences)
     pdf.ln(4)
     pdf.set_font("DejaVu", "I", 7.5)
     pdf.multi_cell(0, 4, f"{NOTICE} Model version {p.model_version}.", new_x="LMARGIN", new_y="NEXT")
@@ -476,15 +479,31 @@ def _pdf_charts(pdf, review, record: dict | None) -> None:
         )
 
 
-def _pdf_sentences(pdf, e) -> None:
-    """The three report sentences of each report that moved the risk most."""
-    from mrrp.dashboard import charts
-
+def _pdf_sentences(pdf, e, *, quote: bool) -> None:
+    """The three report sentences of each report that moved the risk most: quoted, or by place only."""
+    unquoted = False
     for title, items in (("Ultrasound report", e.us_report), ("Pathology report", e.path_report)):
-        top = charts.top_sentences(items, 3)
-        if not top:
+        ranked = sorted(
+            (i for i, s in enumerate(items) if getattr(s, "sentence", None)), key=lambda i: -abs(items[i].attribution)
+        )[:3]
+        if not ranked:
             continue
         _heading(pdf, f"{title}: sentences that moved the risk most")
-        for text, a in top:
-            pdf.multi_cell(0, 5, f"{'↑' if a > 0 else '↓'} {a:+.3f}  {text}", new_x="LMARGIN", new_y="NEXT")
-        _note_unprintable(pdf, [text for text, _ in top], f"the {title.lower()}")
+        for i in ranked:
+            a = float(items[i].attribution)
+            what = items[i].sentence if quote else f"sentence {i + 1} of {len(items)}"
+            pdf.multi_cell(0, 5, f"{'↑' if a > 0 else '↓'} {a:+.3f}  {what}", new_x="LMARGIN", new_y="NEXT")
+        if quote:
+            _note_unprintable(pdf, [items[i].sentence for i in ranked], f"the {title.lower()}")
+        unquoted = unquoted or not quote
+    if unquoted:
+        pdf.set_font("DejaVu", "I", 8.5)
+        pdf.multi_cell(
+            0,
+            5,
+            "Report sentences are not quoted in this PDF because report text can identify the patient; "
+            "they are on screen, or can be quoted by choosing so before downloading.",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+        pdf.set_font("DejaVu", "", 9.5)

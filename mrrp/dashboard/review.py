@@ -517,9 +517,16 @@ def drawn_heatmap(review: Review, drawn: tuple[str, bytes] | None) -> bytes | No
     return drawn[1] if drawn and drawn[0] == review.token else None
 
 
-def review_pdf(review: Review, *, model_label: str, cutoff_text: str, heatmap_png: bytes | None) -> bytes:
+def review_pdf(
+    review: Review,
+    *,
+    model_label: str,
+    cutoff_text: str,
+    heatmap_png: bytes | None,
+    quote_report_sentences: bool = False,
+) -> bytes:
     """The PDF report of ``review``: the live case's clinical record and ultrasound Grad-CAM overlays go in
-    with it (a case reopened from the history keeps neither)."""
+    with it (a case reopened from the history keeps neither); report sentences quoted only when asked."""
     from mrrp.dashboard.charts import ultrasound_overlay
     from mrrp.dashboard.export import pdf_report, png_bytes
 
@@ -538,4 +545,5 @@ def review_pdf(review: Review, *, model_label: str, cutoff_text: str, heatmap_pn
         record=record,
         heatmap_png=heatmap_png,
         ultrasound_pngs=us_pngs,
+        quote_report_sentences=quote_report_sentences,
     )

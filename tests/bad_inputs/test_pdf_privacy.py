@@ -180,7 +180,9 @@ def _unprintable_review():
 @pytest.fixture
 def pdf_and_log(caplog: pytest.LogCaptureFixture) -> tuple[str, list[logging.LogRecord]]:
     caplog.set_level(logging.DEBUG)
-    pdf = export.pdf_report(_unprintable_review(), model_label="bundled demo model", with_charts=False)
+    pdf = export.pdf_report(
+        _unprintable_review(), model_label="bundled demo model", with_charts=False, quote_report_sentences=True
+    )
     text, _images = _pdf_text_and_images(pdf)
     return text, list(caplog.records)
 

@@ -9,10 +9,11 @@ process's stdout/stderr captured. Then every identifier is looked for, in UTF-8,
 ignoring case: in every file (and name) under the cache folder, the history file's bytes and decoded rows,
 the logs and streams, the PDF bytes and its text, and the JSON.
 
-Report text is shown on screen by design, and the PDF quotes the three sentences of each report that moved
-the risk most: a report-borne identifier may appear in the PDF only inside such a quoted sentence. The
-history keeps report text only when the user opts in (the second case): then it is in the history, and
-still nowhere in the logs or the cache.
+Report text is shown on screen by design. The PDF names the three sentences of each report that moved the
+risk most by their place only, unless the clinician chooses to quote them (the third case: then a
+report-borne identifier may appear in the PDF, only inside such a quoted sentence). The history keeps
+report text only when the user opts in (the second case): then it is in the history, and still nowhere in
+the logs or the cache.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def test_the_search_finds_an_identifier_in_every_encoding_and_case() -> None:
     assert _hits(b"nothing here", [FAMILY, MRN]) == []
 
 
-def _review(tmp_path: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture, *, opt_in: bool):
+def _review(
+    tmp_path: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture, *, opt_in: bool, quote: bool = False
+):
     """The page's whole sequence; returns (cache folder, history file, the review, PDF, JSON, logs and streams)."""
     from mrrp.dashboard.export import prediction_json
     from mrrp.dashboard.history import CaseHistory
@@ -133,7 +136,7 @@ def _review(tmp_path: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCapt
             store_inputs=True,
         )
     label = model_label(True, BUNDLED_MODEL_DIR)
-    pdf = review_pdf(review, model_label=label, cutoff_text="", heatmap_png=None)
+    pdf = review_pdf(review, model_label=label, cutoff_text="", heatmap_png=None, quote_report_sentences=quote)
     doc = prediction_json(review, model_label=label)
     assert not _hits(export_stem(review), [*REPORT_BORNE, *DICOM_ONLY])  # the downloads' file names
     out, err = capfd.readouterr()
@@ -176,7 +179,6 @@ def _assert_history_bytes(db: Path, identifiers) -> None:
 def test_a_default_review_leaves_no_identifier_anywhere(
     dashboard_env: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from mrrp.dashboard import charts
 
     cache, db, review, pdf, doc, said = _review(dashboard_env, capfd, caplog, opt_in=False)
     everything = [*REPORT_BORNE, *DICOM_ONLY]
@@ -185,16 +187,29 @@ def test_a_default_review_leaves_no_identifier_anywhere(
     _assert_history_bytes(db, everything)
     assert not _hits(_history_rows(db), everything)
     assert not _hits(doc, everything) and not _hits(doc.decode(), everything)
-    # The PDF: nothing from the DICOM or the file names; a report's words only inside its quoted sentences.
+    # The PDF: no identifier at all, in its bytes or its text (report sentences are named by place only).
     assert not _hits(pdf, everything)  # the PDF's bytes (its text is compressed; the metadata is not)
     text = _pdf_text(pdf)
-    assert not _hits(text, DICOM_ONLY)
+    assert not _hits(text, everything)
+    assert "Report sentences are not quoted in this PDF" in text
+
+
+@pytest.mark.slow
+def test_quoting_report_sentences_in_the_pdf_quotes_only_them(
+    dashboard_env: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mrrp.dashboard import charts
+
+    _cache, _db, review, pdf, _doc, said = _review(dashboard_env, capfd, caplog, opt_in=False, quote=True)
+    text = _pdf_text(pdf)
+    assert not _hits(text, DICOM_ONLY) and not _hits(said, [*REPORT_BORNE, *DICOM_ONLY])
     quoted = " ".join(
-        text
+        sentence
         for items in (review.explanation.us_report, review.explanation.path_report)
-        for text, _ in charts.top_sentences(items, 3)
+        for sentence, _ in charts.top_sentences(items, 3)
     )
     quoted_here = _hits(text, REPORT_BORNE)
+    assert quoted_here  # the quoted sentences carry the report's identifiers here
     for ident in quoted_here:
         assert ident.casefold() in quoted.casefold(), ident
 
