@@ -61,7 +61,9 @@ def test_demo_patients_are_ranked_as_their_biology_says(bundle, demos) -> None:
         assert p.stages[-1].probability == p.probability
         assert p.attention.shape == (64, 64, 32) and abs(float(p.attention.sum()) - 1.0) < 1e-4
         assert p.source_format == "dicom" and p.n_phases == 4
-        assert p.seconds["total"] < 5.0
+        # timings are reported, each step within the total (the 5 s target lives in benchmarks/bench_pcr.py)
+        assert list(p.seconds) == ["read_and_resample", "model", "total"]
+        assert 0.0 <= p.seconds["model"] <= p.seconds["total"] and p.seconds["read_and_resample"] <= p.seconds["total"]
         assert p.notice == NOTICE and "SYNTHETIC" not in json.dumps(p.to_dict())
 
 
