@@ -275,24 +275,13 @@ def test_burned_in_image_is_left_out_and_the_other_inputs_survive(tmp_path: Path
 
 
 def _mri_slices(series_per_phase: bool = False):
-    from mrrp.pcr.synth import PatientSpec, dicom_series_files, render_mri
+    import dataclasses
 
-    spec = PatientSpec(
-        patient_id="T0001",
-        site="site-c",
-        split="train",
-        seed=5,
-        subtype="triple-negative",
-        clinical={},
-        resistance=0.0,
-        diameter_mm=30.0,
-        heterogeneity=0.5,
-        oedema=0.5,
-        wash_in=1.2,
-        washout_per_min=0.05,
-        bpe=0.2,
-        fgt_fraction=0.3,
-    )
+    from test_pcr_io import _spec
+
+    from mrrp.pcr.synth import dicom_series_files, render_mri
+
+    spec = dataclasses.replace(_spec(), clinical={})  # test_pcr_io's small site-C patient, no record
     return spec, dicom_series_files(render_mri(spec), spec, series_per_phase=series_per_phase)
 
 
